@@ -1,0 +1,208 @@
+//! The command line: clap definitions, the global flags compose users know, and the mapping of
+//! errors to exit codes (2 for a bad stack file or bad usage, 1 for anything else).
+
+mod config;
+mod graph;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::spec::{self, LoadError, Loaded, ProjectOptions};
+
+/// Exit status for invalid input: a stack file that does not load, or bad flags.
+pub const EXIT_INVALID: u8 = 2;
+
+/// berth runs compose stacks without a daemon.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags that come before the subcommand, as in `docker compose`.
+#[derive(Debug, clap::Args)]
+pub struct GlobalOptions {
+    /// Stack file(s); later files override earlier ones. Default: COMPOSE_FILE, else
+    /// compose.yaml (or compose.yml, docker-compose.yaml, docker-compose.yml) found in the
+    /// current directory or a parent, plus its .override file.
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Project name. Default: COMPOSE_PROJECT_NAME, else `name:`, else the directory's name.
+    #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
+    pub project_name: Option<String>,
+    /// Directory that relative paths are resolved against. Default: the first file's directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project_directory: Option<PathBuf>,
+    /// Variables for interpolation (repeatable). Default: .env in the project directory.
+    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Enable a profile (repeatable; `*` enables all). Default: COMPOSE_PROFILES.
+    #[arg(long = "profile", global = true, value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+}
+
+/// berth's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the stack and print it in canonical form.
+    Config(config::ConfigArgs),
+    /// Show the dependency graph: start waves and edges.
+    Graph(graph::GraphArgs),
+    /// Print a shell completion script.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+impl GlobalOptions {
+    /// The loader options for these flags in this process; `-f -` reads standard input.
+    pub fn project_options(&self) -> ProjectOptions {
+        let stdin = self.files.iter().any(|f| f.as_os_str() == spec::load::STDIN_NAME).then(|| {
+            let mut text = String::new();
+            // An unreadable stdin is an empty stack file, which the loader reports.
+            let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text);
+            text
+        });
+        ProjectOptions {
+            stdin,
+            files: self.files.clone(),
+            project_name: self.project_name.clone(),
+            project_directory: self.project_directory.clone(),
+            env_files: self.env_files.clone(),
+            profiles: self
+                .profiles
+                .iter()
+                .flat_map(|p| p.split(','))
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            ..ProjectOptions::from_process()
+        }
+    }
+}
+
+/// A failure with the exit status it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit status.
+    pub code: u8,
+    /// The error.
+    pub error: anyhow::Error,
+}
+
+impl From<LoadError> for Failure {
+    fn from(e: LoadError) -> Self {
+        Failure { code: EXIT_INVALID, error: e.into() }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure { code: 1, error: e.into() }
+    }
+}
+
+/// Parses the process's arguments and runs the command.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help and version to stdout with success, usage errors with status 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_INVALID } else { 0 });
+        }
+    };
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            report(&failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Config(args) => config::run(&cli.global, &args),
+        Command::Graph(args) => graph::run(&cli.global, &args),
+        Command::Completion { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// Loads the project and prints its warnings to stderr.
+pub(crate) fn load_project(opts: &ProjectOptions) -> Result<Loaded, Failure> {
+    let loaded = spec::load(opts)?;
+    print_warnings(&loaded.warnings);
+    Ok(loaded)
+}
+
+fn print_warnings(warnings: &[spec::Warning]) {
+    let mut err = std::io::stderr().lock();
+    for w in warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
+}
+
+fn report(error: &anyhow::Error) {
+    let mut err = std::io::stderr().lock();
+    if let Some(load) = error.downcast_ref::<LoadError>() {
+        for e in &load.errors {
+            let _ = writeln!(err, "error: {e}");
+        }
+        return;
+    }
+    let _ = writeln!(err, "error: {error:#}");
+}
+
+/// Writes to stdout, treating a closed pipe (`berth config | head`) as success.
+pub(crate) fn emit(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_come_before_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "berth",
+            "-f",
+            "a.yaml",
+            "-f",
+            "b.yaml",
+            "-p",
+            "demo",
+            "--profile",
+            "x,y",
+            "config",
+            "--profiles",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.files.len(), 2);
+        let opts = cli.global.project_options();
+        assert_eq!(opts.profiles, vec!["x".to_owned(), "y".to_owned()]);
+        assert_eq!(opts.project_name.as_deref(), Some("demo"));
+        assert!(matches!(cli.command, Command::Config(ref c) if c.list_profiles));
+    }
+}

@@ -1,0 +1,8 @@
+//! berth: a daemonless, compose-compatible multi-container composer for Linux.
+//!
+//! The crate is layered the way data flows: [`spec`] turns stack files into a typed
+//! [`spec::Project`], [`graph`] orders its services, and [`cli`] is the thin edge that prints.
+
+pub mod cli;
+pub mod graph;
+pub mod spec;

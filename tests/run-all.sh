@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# berth's whole test suite, as CI runs it: lints, unit and integration tests, then a check that
+# the machine is as clean as before. Installs what it needs; run as root for the kernel tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -f ../shared/corpus/manifest.json ]; then
+  echo "error: ../shared (the compose corpus and research) must sit beside this repository" >&2
+  exit 1
+fi
+
+# Rust components the lint steps need (rustup ships them; no-ops when present).
+if command -v rustup >/dev/null; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --all-targets --locked -- --nocapture 2>&1 | tee /tmp/berth-test.log
+# Doc tests are not part of --all-targets.
+cargo test --doc --locked
+
+echo "== leak check: nothing named berth may be left behind"
+leaks=""
+leaks+=$(ip -o link show 2>/dev/null | grep -i berth || true)
+leaks+=$(ip netns list 2>/dev/null | grep -i berth || true)
+leaks+=$(grep -i berth /proc/self/mountinfo || true)
+leaks+=$(find /sys/fs/cgroup -maxdepth 4 -type d -iname '*berth*' 2>/dev/null || true)
+if command -v nft >/dev/null; then leaks+=$(nft list ruleset 2>/dev/null | grep -i berth || true); fi
+if [ -n "$leaks" ]; then
+  echo "error: the test suite left kernel objects behind:" >&2
+  echo "$leaks" >&2
+  exit 1
+fi
+echo "clean"

@@ -5,4 +5,5 @@
 
 pub mod cli;
 pub mod graph;
+pub mod image;
 pub mod spec;

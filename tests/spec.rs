@@ -185,6 +185,23 @@ fn include_cycles_are_reported() {
 }
 
 #[test]
+fn obsolete_and_unsupported_keys_warn_once_and_are_kept() {
+    let s = Stack::new(&[(
+        "compose.yaml",
+        "version: '3.8'\nservices:\n  a:\n    image: x\n    blkio_config: {weight: 300}\n  b:\n    image: y\n    blkio_config: {weight: 200}\n",
+    )]);
+    let loaded = s.load().unwrap();
+    let messages: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(messages.iter().filter(|m| m.contains("blkio_config")).count(), 1, "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m.contains("`version` key is obsolete") && m.contains("compose.yaml:1:")),
+        "{messages:?}"
+    );
+    let j = json(&loaded);
+    assert_eq!(j["services"]["b"]["blkio_config"]["weight"], 200, "an unsupported key is kept, not dropped");
+}
+
+#[test]
 fn profiles_enable_services_and_star_enables_all() {
     let s = Stack::new(&[(
         "compose.yaml",
@@ -487,4 +504,159 @@ fn config_json_is_the_canonical_compose_form_and_graph_prints_waves() {
     assert!(mermaid.contains("flowchart") || mermaid.contains("graph"), "{mermaid}");
     let out = berth(s.dir.path(), &["completion", "bash"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("berth"));
+}
+
+/// A stack using the keys whose canonical form differs most from how they are written.
+const GOLDEN_STACK: &str = r#"name: golden
+services:
+  web:
+    image: busybox
+    command: echo hi
+    mem_limit: 512m
+    shm_size: 64m
+    ports: ["127.0.0.1:8080-8081:80-81/udp", {target: 443, published: 8443}]
+    volumes: ["./data:/data:ro", "cache:/cache:nocopy", {type: bind, source: ./src, target: /src/, bind: {propagation: rshared}}, {type: tmpfs, target: /t, tmpfs: {size: 1m, mode: 0755}}]
+    environment: {A: "1", UNSET_IN_GOLDEN: null}
+    extra_hosts: ["db.local:10.0.0.2", "gw=host-gateway"]
+    healthcheck: {test: curl -f localhost, interval: 90s, retries: 3}
+    links: [db]
+    ulimits: {nproc: 30, nofile: {soft: 10, hard: 20}}
+    secrets: [pw, {source: pw, target: /etc/pw, mode: "0400"}]
+    configs: [{source: conf, target: /etc/conf}]
+    deploy: {restart_policy: {condition: on-failure, delay: 5s, window: 2m}}
+    logging: {driver: json-file, options: {max-file: 3}}
+    devices: ["/dev/fuse"]
+    pull_policy: if_not_present
+    networks: {front: {aliases: [w], gw_priority: 1}}
+  db:
+    build: {context: ./db, args: {V: 1, UNSET_IN_GOLDEN: null}}
+    healthcheck: {disable: true}
+    volumes_from: [cache]
+    networks: [front]
+  cache:
+    image: redis
+    network_mode: none
+networks:
+  front: {ipam: {config: [{subnet: 10.0.0.0/24}]}}
+  spare: {}
+volumes:
+  cache: {external: {name: shared-cache}}
+  spare: {}
+secrets:
+  pw: {file: ./pw.txt}
+configs:
+  conf: {content: hello}
+"#;
+
+/// What `docker compose config --format json` (v2.40.3) prints for [`GOLDEN_STACK`], with the
+/// project directory written as `{dir}`.
+const GOLDEN_COMPOSE_JSON: &str = r#"{
+  "configs": {"conf": {"content": "hello", "name": "golden_conf"}},
+  "name": "golden",
+  "networks": {"front": {"ipam": {"config": [{"subnet": "10.0.0.0/24"}]}, "name": "golden_front"}},
+  "secrets": {"pw": {"file": "{dir}/pw.txt", "name": "golden_pw"}},
+  "services": {
+    "cache": {"command": null, "entrypoint": null, "image": "redis", "network_mode": "none"},
+    "db": {
+      "build": {"args": {"V": "1"}, "context": "{dir}/db", "dockerfile": "Dockerfile"},
+      "command": null,
+      "depends_on": {"cache": {"condition": "service_started", "required": true}},
+      "entrypoint": null,
+      "healthcheck": {"disable": true},
+      "networks": {"front": null},
+      "volumes_from": ["cache"]
+    },
+    "web": {
+      "command": ["echo", "hi"],
+      "configs": [{"source": "conf", "target": "/etc/conf"}],
+      "depends_on": {"db": {"condition": "service_started", "required": true, "restart": true}},
+      "deploy": {
+        "placement": {},
+        "resources": {},
+        "restart_policy": {"condition": "on-failure", "delay": "5s", "window": "2m0s"}
+      },
+      "devices": [{"permissions": "rwm", "source": "/dev/fuse", "target": "/dev/fuse"}],
+      "entrypoint": null,
+      "environment": {"A": "1", "UNSET_IN_GOLDEN": null},
+      "extra_hosts": ["db.local=10.0.0.2", "gw=host-gateway"],
+      "healthcheck": {"interval": "1m30s", "retries": 3, "test": ["CMD-SHELL", "curl -f localhost"]},
+      "image": "busybox",
+      "links": ["db"],
+      "logging": {"driver": "json-file", "options": {"max-file": "3"}},
+      "mem_limit": "536870912",
+      "networks": {"front": {"aliases": ["w"], "gw_priority": 1}},
+      "ports": [
+        {"host_ip": "127.0.0.1", "mode": "ingress", "protocol": "udp", "published": "8080", "target": 80},
+        {"host_ip": "127.0.0.1", "mode": "ingress", "protocol": "udp", "published": "8081", "target": 81},
+        {"mode": "ingress", "protocol": "tcp", "published": "8443", "target": 443}
+      ],
+      "pull_policy": "missing",
+      "secrets": [
+        {"source": "pw", "target": "/run/secrets/pw"},
+        {"mode": "0400", "source": "pw", "target": "/etc/pw"}
+      ],
+      "shm_size": "67108864",
+      "ulimits": {"nofile": {"hard": 20, "soft": 10}, "nproc": 30},
+      "volumes": [
+        {"bind": {"create_host_path": true}, "read_only": true, "source": "{dir}/data", "target": "/data", "type": "bind"},
+        {"source": "cache", "target": "/cache", "type": "volume", "volume": {"nocopy": true}},
+        {"bind": {"propagation": "rshared"}, "source": "{dir}/src", "target": "/src", "type": "bind"},
+        {"target": "/t", "tmpfs": {"mode": 493, "size": "1048576"}, "type": "tmpfs"}
+      ]
+    }
+  },
+  "volumes": {"cache": {"external": true, "name": "shared-cache"}}
+}"#;
+
+#[test]
+fn config_json_equals_docker_compose_config_json() {
+    let s = Stack::new(&[("compose.yaml", GOLDEN_STACK), ("pw.txt", "pw")]);
+    // A clean environment, as the golden output was made with: no variable may leak in.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .current_dir(s.dir.path())
+        .args(["config", "--format", "json"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dir = s.dir.path().to_str().unwrap();
+    let want: serde_json::Value = serde_json::from_str(&GOLDEN_COMPOSE_JSON.replace("{dir}", dir)).unwrap();
+    assert_eq!(got["services"]["web"], want["services"]["web"], "the service with most keys, for a readable diff");
+    assert_eq!(got, want);
+}
+
+#[test]
+fn config_output_loads_back_to_the_same_project() {
+    let s = Stack::new(&[
+        (
+            "compose.yaml",
+            "services:\n  web:\n    image: busybox\n    command: sh -c 'echo $$HOME ${GREETING}'\n    environment: {PRICE: $$5}\n    ports: ['127.0.0.1:8080:80']\n    volumes: ['./data:/data', 'cache:/cache']\n    healthcheck: {test: [CMD, 'true'], interval: 1m30s}\n    depends_on:\n      db: {condition: service_healthy}\n  db:\n    image: postgres\n    healthcheck: {test: [CMD, 'true']}\nvolumes:\n  cache:\n",
+        ),
+        (".env", "GREETING=hi\n"),
+    ]);
+    for format in ["json", "yaml"] {
+        let first = berth(s.dir.path(), &["config", "--format", format]);
+        assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+        let printed = s.path(&format!("printed.{format}"));
+        std::fs::write(&printed, &first.stdout).unwrap();
+        let again =
+            berth(s.dir.path(), &["-f", printed.to_str().unwrap(), "-p", "berth-spec", "config", "--format", format]);
+        assert!(again.status.success(), "{format}: {}", String::from_utf8_lossy(&again.stderr));
+        let strip_name = |out: &[u8]| {
+            String::from_utf8_lossy(out)
+                .lines()
+                .filter(|l| !l.contains("\"name\"") && !l.starts_with("name:") && !l.contains("_default"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(strip_name(&first.stdout), strip_name(&again.stdout), "{format} output must load back unchanged");
+    }
+    let j: serde_json::Value =
+        serde_json::from_slice(&berth(s.dir.path(), &["config", "--format", "json"]).stdout).unwrap();
+    assert_eq!(
+        j["services"]["web"]["environment"]["PRICE"], "$$5",
+        "a literal $ is escaped in output, as compose does"
+    );
 }

@@ -88,7 +88,7 @@ pub(super) fn run(global: &GlobalOptions, args: &ConfigArgs) -> Result<(), Failu
     } else if args.environment {
         lines(project.environment.iter().map(|(k, v)| format!("{k}={v}")).collect())
     } else {
-        render(&project, args.format)?
+        render(&project, args.format, !args.no_interpolate)?
     };
     match &args.output {
         Some(path) => std::fs::write(path, text).map_err(Failure::from),
@@ -105,12 +105,26 @@ fn keep_only(project: &mut Project, names: &[String]) -> Result<(), Failure> {
 }
 
 /// The project as YAML or canonical JSON.
-pub fn render(project: &Project, format: ConfigFormat) -> Result<String, Failure> {
+///
+/// Interpolated output escapes every `$` as `$$`, as compose does, so that feeding the output
+/// back to berth (or compose) yields the same values instead of interpolating them again.
+pub fn render(project: &Project, format: ConfigFormat, interpolated: bool) -> Result<String, Failure> {
     let failed = |e: String| Failure { code: 1, error: anyhow::anyhow!("cannot print the project: {e}") };
+    let mut value = serde_json::to_value(project).map_err(|e| failed(e.to_string()))?;
+    if interpolated {
+        escape_dollars(&mut value);
+    }
     match format {
-        ConfigFormat::Json => {
-            serde_json::to_string_pretty(project).map(|s| s + "\n").map_err(|e| failed(e.to_string()))
-        }
-        ConfigFormat::Yaml => serde_saphyr::to_string(project).map_err(|e| failed(e.to_string())),
+        ConfigFormat::Json => serde_json::to_string_pretty(&value).map(|s| s + "\n").map_err(|e| failed(e.to_string())),
+        ConfigFormat::Yaml => serde_saphyr::to_string(&value).map_err(|e| failed(e.to_string())),
+    }
+}
+
+fn escape_dollars(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(escape_dollars),
+        serde_json::Value::Object(map) => map.values_mut().for_each(escape_dollars),
+        _ => {}
     }
 }

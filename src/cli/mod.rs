@@ -3,6 +3,7 @@
 
 mod config;
 mod graph;
+mod image;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ pub struct GlobalOptions {
     /// Enable a profile (repeatable; `*` enables all). Default: COMPOSE_PROFILES.
     #[arg(long = "profile", global = true, value_name = "PROFILE")]
     pub profiles: Vec<String>,
+    /// State root: images, volumes and container state. Default: BERTH_ROOT, else /var/lib/berth.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
 }
 
 /// berth's commands.
@@ -54,6 +58,19 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Show the dependency graph: start waves and edges.
     Graph(graph::GraphArgs),
+    /// Pull an image from a registry.
+    Pull(image::PullArgs),
+    /// Load images from an OCI layout (directory or tar) or a `docker save` archive.
+    Load(image::LoadArgs),
+    /// Make an image from a root filesystem tarball.
+    Import(image::ImportArgs),
+    /// List images.
+    Images(image::ImagesArgs),
+    /// Remove images.
+    Rmi(image::RmiArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -62,6 +79,11 @@ pub enum Command {
 }
 
 impl GlobalOptions {
+    /// The state root: `--root`, else `BERTH_ROOT`, else `/var/lib/berth`.
+    pub fn state_root(&self) -> PathBuf {
+        self.root.clone().unwrap_or_else(crate::image::default_root)
+    }
+
     /// The loader options for these flags in this process; `-f -` reads standard input.
     pub fn project_options(&self) -> ProjectOptions {
         let stdin = self.files.iter().any(|f| f.as_os_str() == spec::load::STDIN_NAME).then(|| {
@@ -132,6 +154,12 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Config(args) => config::run(&cli.global, &args),
         Command::Graph(args) => graph::run(&cli.global, &args),
+        Command::Pull(args) => image::pull(&cli.global, &args),
+        Command::Load(args) => image::load(&cli.global, &args),
+        Command::Import(args) => image::import(&cli.global, &args),
+        Command::Images(args) => image::images(&cli.global, &args),
+        Command::Rmi(args) => image::rmi(&cli.global, &args),
+        Command::Image(cmd) => image::dispatch(&cli.global, cmd),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());

@@ -115,6 +115,12 @@ pub fn load(opts: &ProjectOptions) -> Result<Loaded, LoadError> {
         message: format!("the {v:?} variable is not set; defaulting to a blank string"),
     }));
     warnings.extend(unsupported_key_warnings(&doc));
+    if let Some(version) = doc.get("version") {
+        warnings.push(Warning {
+            location: Some(version.location.clone()),
+            message: "the top-level `version` key is obsolete and ignored; remove it".into(),
+        });
+    }
 
     let name = naming::project_name(opts, &env, &doc, &project_dir)?;
     let profiles = if opts.profiles.is_empty() {

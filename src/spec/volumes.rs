@@ -29,8 +29,9 @@ pub enum MountType {
 pub struct Mount {
     /// Mount kind.
     pub r#type: MountType,
-    /// Host path, volume name or image; absent for anonymous volumes and tmpfs.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Host path, volume name or image; absent for anonymous volumes and tmpfs. An empty
+    /// source is not printed, as compose does not.
+    #[serde(skip_serializing_if = "blank")]
     pub source: Option<String>,
     /// Absolute path inside the container.
     pub target: String,
@@ -55,7 +56,7 @@ pub struct Mount {
 }
 
 /// Options of a bind mount.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BindOptions {
     /// SELinux relabeling: `z` (shared) or `Z` (private).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,19 +64,13 @@ pub struct BindOptions {
     /// Mount propagation such as `rprivate` or `shared`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub propagation: Option<String>,
-    /// Create a missing host path; compose prints it only when false, since true is the default.
-    #[serde(skip_serializing_if = "is_true")]
+    /// Create a missing host path: implied by the short syntax, off in the long one unless
+    /// written. Printed only when true, as compose does.
+    #[serde(skip_serializing_if = "is_false")]
     pub create_host_path: bool,
     /// Recursive read-only handling (`enabled`, `disabled`, `writable`, `readonly`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recursive: Option<String>,
-}
-
-impl Default for BindOptions {
-    /// compose defaults `create_host_path` to true wherever a `bind` section exists.
-    fn default() -> Self {
-        Self { selinux: None, propagation: None, create_host_path: true, recursive: None }
-    }
 }
 
 /// Options of a volume mount.
@@ -87,6 +82,9 @@ pub struct VolumeOptions {
     /// Mount only this path inside the volume.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subpath: Option<String>,
+    /// Labels for a volume this mount creates.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Options of a tmpfs mount.
@@ -198,8 +196,8 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
-fn is_true(value: &bool) -> bool {
-    *value
+fn blank(value: &Option<String>) -> bool {
+    value.as_deref().is_none_or(str::is_empty)
 }
 
 fn size_as_string<S: serde::Serializer>(size: &Option<u64>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -210,7 +208,7 @@ fn size_as_string<S: serde::Serializer>(size: &Option<u64>, serializer: S) -> Re
 }
 
 /// Normalizes an absolute path lexically, as Go's `path.Clean` does (`/a/./b/../c/` → `/a/c`).
-fn clean_absolute(path: &str) -> String {
+pub(crate) fn clean_absolute(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {
@@ -251,21 +249,19 @@ fn is_host_path(source: &str) -> bool {
 }
 
 fn apply_mode(spec: &str, modes: &str, mount: &mut Mount) -> Result<(), VolumeError> {
-    // Options that create a `bind` section on a non-bind mount keep compose's zero value
-    // (create_host_path false), which compose then prints.
-    let bare_bind = || BindOptions { create_host_path: false, ..BindOptions::default() };
     for mode in modes.split(',') {
         match mode {
             "ro" => mount.read_only = true,
             "rw" => mount.read_only = false,
             "nocopy" => {
-                mount.volume = Some(VolumeOptions { nocopy: true, subpath: None });
+                mount.volume = Some(VolumeOptions { nocopy: true, ..VolumeOptions::default() });
             }
-            "z" | "Z" => mount.bind.get_or_insert_with(bare_bind).selinux = Some(mode.to_owned()),
+            "z" | "Z" => mount.bind.get_or_insert_with(BindOptions::default).selinux = Some(mode.to_owned()),
             "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
-                mount.bind.get_or_insert_with(bare_bind).propagation = Some(mode.to_owned());
+                mount.bind.get_or_insert_with(BindOptions::default).propagation = Some(mode.to_owned());
             }
-            "cached" | "delegated" | "consistent" => mount.consistency = Some(mode.to_owned()),
+            // macOS hints: accepted and, as compose does, dropped.
+            "cached" | "delegated" | "consistent" => {}
             _ => {
                 return Err(VolumeError::UnknownMode { spec: spec.to_owned(), mode: mode.to_owned() });
             }
@@ -402,7 +398,7 @@ mod tests {
     fn bind(source: &str, target: &str) -> Mount {
         Mount {
             source: Some(source.to_owned()),
-            bind: Some(BindOptions::default()),
+            bind: Some(BindOptions { create_host_path: true, ..BindOptions::default() }),
             ..empty_mount(MountType::Bind, target.to_owned())
         }
     }
@@ -413,10 +409,6 @@ mod tests {
             volume: Some(VolumeOptions::default()),
             ..empty_mount(MountType::Volume, target.to_owned())
         }
-    }
-
-    fn bare_bind() -> BindOptions {
-        BindOptions { create_host_path: false, ..BindOptions::default() }
     }
 
     #[test]
@@ -453,18 +445,22 @@ mod tests {
             bind: Some(BindOptions {
                 selinux: Some("Z".to_owned()),
                 propagation: Some("rslave".to_owned()),
+                create_host_path: true,
                 ..BindOptions::default()
             }),
             ..bind("/h", "/c")
         };
-        let nocopy_volume =
-            Mount { volume: Some(VolumeOptions { nocopy: true, subpath: None }), ..volume(Some("v"), "/c") };
-        let labelled_volume = Mount {
-            bind: Some(BindOptions { selinux: Some("z".to_owned()), ..bare_bind() }),
+        let nocopy_volume = Mount {
+            volume: Some(VolumeOptions { nocopy: true, ..VolumeOptions::default() }),
             ..volume(Some("v"), "/c")
         };
-        let nocopy_bind = Mount { volume: Some(VolumeOptions { nocopy: true, subpath: None }), ..bind("/h", "/c") };
-        let cached = Mount { consistency: Some("cached".to_owned()), ..bind("./src", "/src") };
+        let labelled_volume = Mount {
+            bind: Some(BindOptions { selinux: Some("z".to_owned()), ..BindOptions::default() }),
+            ..volume(Some("v"), "/c")
+        };
+        let nocopy_bind =
+            Mount { volume: Some(VolumeOptions { nocopy: true, ..VolumeOptions::default() }), ..bind("/h", "/c") };
+        let cached = bind("./src", "/src");
         let cases: Vec<(&str, Mount)> = vec![
             ("./c:/c:ro", ro_bind),
             ("./c:/c:rw", bind("./c", "/c")),
@@ -484,7 +480,7 @@ mod tests {
         }
         for mode in ["delegated", "consistent"] {
             let mount = parse_volume_short(&format!("v:/c:ro,{mode}")).expect(mode);
-            assert_eq!((mount.read_only, mount.consistency.as_deref()), (true, Some(mode)));
+            assert_eq!((mount.read_only, mount.consistency), (true, None), "compose drops {mode}");
         }
     }
 
@@ -588,7 +584,7 @@ mod tests {
         let json = |mount: &Mount| serde_json::to_string(mount).expect("serialize");
         assert_eq!(
             json(&parse_volume_short("./data:/data:ro").expect("bind")),
-            r#"{"type":"bind","source":"./data","target":"/data","read_only":true,"bind":{}}"#
+            r#"{"type":"bind","source":"./data","target":"/data","read_only":true,"bind":{"create_host_path":true}}"#
         );
         assert_eq!(
             json(&parse_volume_short("/var/lib/anonymous").expect("anonymous")),
@@ -596,7 +592,7 @@ mod tests {
         );
         assert_eq!(
             json(&parse_volume_short("v:/c:z,nocopy").expect("volume")),
-            r#"{"type":"volume","source":"v","target":"/c","bind":{"selinux":"z","create_host_path":false},"volume":{"nocopy":true}}"#
+            r#"{"type":"volume","source":"v","target":"/c","bind":{"selinux":"z"},"volume":{"nocopy":true}}"#
         );
         assert_eq!(
             json(&parse_tmpfs_short("/opt/tmpfs:size=10000,mode=755").expect("tmpfs")),

@@ -1,5 +1,6 @@
 //! Raw tree → [`Project`]: one typed form per key, relative paths resolved, names derived.
 
+pub(crate) mod canonical;
 pub(crate) mod read;
 pub(crate) mod service;
 
@@ -67,8 +68,9 @@ pub(crate) fn project(
         }
     }
     // The default network exists when a service uses it, by naming it or by naming none.
+    // A provider service runs no container, so it joins no network.
     let uses_default = project.services.values_mut().fold(false, |used, s| {
-        if s.network_mode.is_none() && s.networks.is_empty() {
+        if s.network_mode.is_none() && s.networks.is_empty() && !s.other.contains_key("provider") {
             s.networks.insert("default".into(), None);
         }
         used || s.networks.contains_key("default")
@@ -79,7 +81,7 @@ pub(crate) fn project(
 
     if let Some(v) = top.get("volumes").and_then(Node::as_map) {
         for (key, node) in v {
-            project.volumes.insert(key.clone(), volume(&mut r, name, key, node, &child("volumes", key)));
+            project.volumes.insert(key.clone(), volume(&mut r, project_dir, name, key, node, &child("volumes", key)));
         }
     }
     for (section, target) in [("secrets", &mut project.secrets), ("configs", &mut project.configs)] {
@@ -92,7 +94,8 @@ pub(crate) fn project(
     (project, r.errors)
 }
 
-/// `<project>_<key>` unless `name:` is given; an external object is called by its key.
+/// `<project>_<key>` unless `name:` is given; an external object is called by its key, or
+/// by the name the legacy `external: {name: x}` form gives.
 fn object_name(
     r: &mut Reader,
     project: &str,
@@ -101,7 +104,9 @@ fn object_name(
     path: &str,
     external: bool,
 ) -> String {
-    match map.and_then(|m| m.get("name")).and_then(|n| r.string(n, &child(path, "name"))) {
+    let legacy = || map?.get("external")?.get("name");
+    let named = map.and_then(|m| m.get("name")).or_else(legacy);
+    match named.and_then(|n| r.string(n, &child(path, "name"))) {
         Some(n) => n,
         None if external => key.to_owned(),
         None => format!("{project}_{key}"),
@@ -122,6 +127,7 @@ fn network(r: &mut Reader, project: &str, key: &str, node: &Node, path: &str) ->
     let mut net = Network { name: object_name(r, project, key, map, path, ext), external: ext, ..Network::default() };
     let Some(map) = map else { return net };
     net.other = Reader::verbatim(map, &["name", "driver", "ipam", "external", "internal", "labels"]);
+    canonical::network(&mut net.other);
     net.driver = map.get("driver").and_then(|n| r.string(n, &child(path, "driver")));
     net.internal = map.get("internal").and_then(|n| r.boolean(n, &child(path, "internal"))).unwrap_or(false);
     net.labels = map.get("labels").map(|n| r.labels(n, &child(path, "labels"))).unwrap_or_default();
@@ -131,8 +137,15 @@ fn network(r: &mut Reader, project: &str, key: &str, node: &Node, path: &str) ->
         for (i, pool) in ipam.get("config").and_then(Node::as_seq).unwrap_or_default().iter().enumerate() {
             let pp = index(&child(&ip, "config"), i);
             let field = |r: &mut Reader, k: &str| pool.get(k).and_then(|n| r.string(n, &child(&pp, k)));
-            let entry =
-                IpamPool { subnet: field(r, "subnet"), ip_range: field(r, "ip_range"), gateway: field(r, "gateway") };
+            let entry = IpamPool {
+                subnet: field(r, "subnet"),
+                ip_range: field(r, "ip_range"),
+                gateway: field(r, "gateway"),
+                aux_addresses: pool
+                    .get("aux_addresses")
+                    .map(|n| r.labels(n, &child(&pp, "aux_addresses")))
+                    .unwrap_or_default(),
+            };
             if let Some(subnet) = &entry.subnet
                 && let Err(why) = check_cidr(subnet)
             {
@@ -158,13 +171,14 @@ fn check_cidr(text: &str) -> Result<(), String> {
     }
 }
 
-fn volume(r: &mut Reader, project: &str, key: &str, node: &Node, path: &str) -> Volume {
+fn volume(r: &mut Reader, dir: &Path, project: &str, key: &str, node: &Node, path: &str) -> Volume {
     let map = node.as_map();
     let ext = external(r, map, path);
     let mut vol = Volume { name: object_name(r, project, key, map, path, ext), external: ext, ..Volume::default() };
     let Some(map) = map else { return vol };
     vol.other = Reader::verbatim(map, &["name", "driver", "external", "labels"]);
     vol.driver = map.get("driver").and_then(|n| r.string(n, &child(path, "driver")));
+    canonical::volume(&mut vol.other, vol.driver.as_deref(), dir);
     vol.labels = map.get("labels").map(|n| r.labels(n, &child(path, "labels"))).unwrap_or_default();
     vol
 }
@@ -190,4 +204,42 @@ fn file_object(r: &mut Reader, dir: &Path, project: &str, key: &str, node: &Node
         r.error(node, path, "give exactly one of file, environment, content or external");
     }
     obj
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::yaml;
+
+    fn load(text: &str) -> Project {
+        let doc = yaml::parse(text, None).unwrap().unwrap();
+        let (p, errors) = project(&doc, "p", Path::new("/srv/app"), &BTreeMap::new(), &ProfileSelection::default());
+        assert!(errors.is_empty(), "{errors:?}");
+        p
+    }
+
+    #[test]
+    fn providers_join_no_network_and_legacy_external_names_are_kept() {
+        let p = load(
+            "services:\n  m: {provider: {type: model}}\n  web: {image: x, networks: {}}\n\
+             volumes:\n  v: {external: {name: shared}}\nnetworks:\n  n: {external: true}\n",
+        );
+        assert!(p.services["m"].networks.is_empty(), "a provider runs no container");
+        assert!(p.services["web"].networks.contains_key("default"), "an empty networks map means the default one");
+        assert_eq!(p.volumes["v"].name, "shared");
+        assert_eq!(p.networks["n"].name, "n");
+    }
+
+    #[test]
+    fn network_and_volume_options_take_compose_form() {
+        let p = load(
+            "services:\n  web: {image: x}\nnetworks:\n  n:\n    driver_opts: {mtu: 1400}\n    ipam:\n      config:\n        \
+             - {subnet: 10.0.0.0/24, aux_addresses: {h: 10.0.0.5}}\nvolumes:\n  v:\n    driver: local\n    \
+             driver_opts: {o: bind, type: none, device: ./data}\n",
+        );
+        let ipam = p.networks["n"].ipam.as_ref().unwrap();
+        assert_eq!(ipam.config[0].aux_addresses["h"], "10.0.0.5");
+        assert_eq!(p.networks["n"].other["driver_opts"]["mtu"], "1400");
+        assert_eq!(p.volumes["v"].other["driver_opts"]["device"], "/srv/app/data");
+    }
 }

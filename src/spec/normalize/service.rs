@@ -11,6 +11,7 @@ use super::super::model::{
 };
 use super::super::yaml::{Mapping, Node, Value};
 use super::super::{dotenv, ports, volumes};
+use super::canonical;
 use super::read::{Reader, child, index, resolve_path};
 
 /// What the service normaliser needs from the project.
@@ -89,6 +90,7 @@ pub(crate) fn service(r: &mut Reader, ctx: &ServiceContext<'_>, name: &str, node
         return s;
     };
     s.other = Reader::verbatim(map, MODELLED);
+    canonical::service(&mut s.other);
     let get = |k: &str| map.get(k);
     let p = |k: &str| child(path, k);
 
@@ -116,6 +118,10 @@ pub(crate) fn service(r: &mut Reader, ctx: &ServiceContext<'_>, name: &str, node
         if let Some(n) = get(key) {
             *field = r.string(n, &p(key));
         }
+    }
+    // compose's deprecated spelling of `missing`.
+    if s.pull_policy.as_deref() == Some("if_not_present") {
+        s.pull_policy = Some("missing".into());
     }
     for (key, field) in [
         ("privileged", &mut s.privileged),
@@ -221,6 +227,10 @@ pub(crate) fn service(r: &mut Reader, ctx: &ServiceContext<'_>, name: &str, node
     }
     if let Some(n) = get("secrets") {
         s.secrets = file_mounts(r, n, &p("secrets"));
+        // Secrets are files under /run/secrets unless a target says otherwise.
+        for m in &mut s.secrets {
+            m.target.get_or_insert_with(|| format!("/run/secrets/{}", m.source));
+        }
     }
     if let Some(n) = get("configs") {
         s.configs = file_mounts(r, n, &p("configs"));
@@ -277,6 +287,7 @@ fn build(r: &mut Reader, ctx: &ServiceContext<'_>, node: &Node, path: &str) -> O
         ),
         ..Build::default()
     };
+    canonical::build(&mut b.other, ctx.project_dir);
     let context = map.get("context").and_then(|n| r.string(n, &child(path, "context"))).unwrap_or_else(|| ".".into());
     b.context = resolve(&context);
     b.dockerfile_inline = map.get("dockerfile_inline").and_then(|n| r.string(n, &child(path, "dockerfile_inline")));
@@ -284,7 +295,17 @@ fn build(r: &mut Reader, ctx: &ServiceContext<'_>, node: &Node, path: &str) -> O
     if b.dockerfile.is_none() && b.dockerfile_inline.is_none() {
         b.dockerfile = Some("Dockerfile".into());
     }
-    b.args = map.get("args").map(|n| r.key_values(n, &child(path, "args"))).unwrap_or_default();
+    // An arg without a value takes the interpolation environment's, or is left out.
+    b.args = map
+        .get("args")
+        .map(|n| r.key_values(n, &child(path, "args")))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Some(v) => Some((k, Some(v))),
+            None => ctx.env.get(&k).map(|v| (k, Some(v.clone()))),
+        })
+        .collect();
     b.target = map.get("target").and_then(|n| r.string(n, &child(path, "target")));
     b.labels = map.get("labels").map(|n| r.labels(n, &child(path, "labels"))).unwrap_or_default();
     b.tags = map.get("tags").map(|n| r.strings(n, &child(path, "tags"))).unwrap_or_default();
@@ -498,20 +519,23 @@ fn volume_long(r: &mut Reader, map: &Mapping, path: &str) -> Option<volumes::Mou
     {
         r.error(n, &child(path, "target"), format!("mount target {target:?} must be an absolute path"));
     }
+    let target = if target.starts_with('/') { volumes::clean_absolute(&target) } else { target };
     let sub = |k: &str| map.get(k).and_then(Node::as_map);
     let sp = |k: &str, f: &str| child(&child(path, k), f);
     let bind = sub("bind").map(|m| BindOptions {
         propagation: m.get("propagation").and_then(|n| r.string(n, &sp("bind", "propagation"))),
+        // The long syntax creates a missing host path only when asked to.
         create_host_path: m
             .get("create_host_path")
             .and_then(|n| r.boolean(n, &sp("bind", "create_host_path")))
-            .unwrap_or(true),
+            .unwrap_or(false),
         selinux: m.get("selinux").and_then(|n| r.string(n, &sp("bind", "selinux"))),
         recursive: m.get("recursive").and_then(|n| r.string(n, &sp("bind", "recursive"))),
     });
     let volume = sub("volume").map(|m| VolumeOptions {
         nocopy: m.get("nocopy").and_then(|n| r.boolean(n, &sp("volume", "nocopy"))).unwrap_or(false),
         subpath: m.get("subpath").and_then(|n| r.string(n, &sp("volume", "subpath"))),
+        labels: m.get("labels").map(|n| r.labels(n, &sp("volume", "labels"))).unwrap_or_default(),
     });
     let tmpfs = sub("tmpfs").map(|m| TmpfsOptions {
         size: m.get("size").and_then(|n| r.bytes(n, &sp("tmpfs", "size"))),
@@ -594,6 +618,11 @@ fn networks(r: &mut Reader, node: &Node, path: &str) -> BTreeMap<String, Option<
                     ipv4_address: m.get("ipv4_address").and_then(|n| r.string(n, &child(&p, "ipv4_address"))),
                     ipv6_address: m.get("ipv6_address").and_then(|n| r.string(n, &child(&p, "ipv6_address"))),
                     priority: m.get("priority").and_then(|n| r.integer(n, &child(&p, "priority"))),
+                    other: {
+                        let mut other = Reader::verbatim(m, &["aliases", "ipv4_address", "ipv6_address", "priority"]);
+                        canonical::attachment(&mut other);
+                        other
+                    },
                 });
                 out.insert(name.clone(), attachment);
             }
@@ -634,10 +663,6 @@ fn healthcheck(r: &mut Reader, node: &Node, path: &str) -> Option<Healthcheck> {
     }
     h.retries = map.get("retries").and_then(|n| r.count(n, &p("retries")));
     h.disable = map.get("disable").and_then(|n| r.boolean(n, &p("disable"))).unwrap_or(false);
-    if h.disable || h.test.first().is_some_and(|t| t == "NONE") {
-        h.disable = true;
-        h.test = vec!["NONE".into()];
-    }
     Some(h)
 }
 
@@ -650,7 +675,7 @@ fn ulimits(r: &mut Reader, node: &Node, path: &str) -> BTreeMap<String, Ulimit> 
                 let soft = m.get("soft").and_then(|n| r.integer(n, &child(&p, "soft")));
                 let hard = m.get("hard").and_then(|n| r.integer(n, &child(&p, "hard")));
                 match (soft, hard) {
-                    (Some(soft), Some(hard)) if soft <= hard => Some(Ulimit { soft, hard }),
+                    (Some(soft), Some(hard)) if soft <= hard => Some(Ulimit { soft, hard, single: false }),
                     (Some(soft), Some(hard)) => {
                         r.error(v, &p, format!("soft limit {soft} is above the hard limit {hard}"));
                         None
@@ -661,7 +686,7 @@ fn ulimits(r: &mut Reader, node: &Node, path: &str) -> BTreeMap<String, Ulimit> 
                     }
                 }
             }
-            None => r.integer(v, &p).map(|n| Ulimit { soft: n, hard: n }),
+            None => r.integer(v, &p).map(|n| Ulimit { soft: n, hard: n, single: true }),
         };
         if let Some(limit) = limit {
             out.insert(name.clone(), limit);
@@ -673,18 +698,24 @@ fn ulimits(r: &mut Reader, node: &Node, path: &str) -> BTreeMap<String, Ulimit> 
 fn deploy(r: &mut Reader, node: &Node, path: &str) -> Option<Deploy> {
     let map = node.as_map()?;
     let p = |k: &str| child(path, k);
-    let mut d =
-        Deploy { other: Reader::verbatim(map, &["replicas", "resources", "restart_policy"]), ..Deploy::default() };
+    let mut d = Deploy {
+        other: Reader::verbatim(map, &["replicas", "resources", "restart_policy", "placement"]),
+        placement: map.get("placement").map(|n| canonical::placement(&n.to_json())).unwrap_or_default(),
+        ..Deploy::default()
+    };
+    canonical::deploy(&mut d.other);
     d.replicas = map.get("replicas").and_then(|n| r.count(n, &p("replicas")));
     if let Some(res) = map.get("resources").and_then(Node::as_map) {
         let mut limits = |key: &str| -> Option<ResourceLimits> {
             let m = res.get(key)?.as_map()?;
             let q = child(&p("resources"), key);
+            let mut other = Reader::verbatim(m, &["cpus", "memory", "pids"]);
+            canonical::resource_limits(&mut other);
             Some(ResourceLimits {
                 cpus: m.get("cpus").and_then(|n| r.number(n, &child(&q, "cpus"))),
                 memory: m.get("memory").and_then(|n| r.bytes(n, &child(&q, "memory"))),
                 pids: m.get("pids").and_then(|n| r.integer(n, &child(&q, "pids"))),
-                other: Reader::verbatim(m, &["cpus", "memory", "pids"]),
+                other,
             })
         };
         d.resources = Some(Resources { limits: limits("limits"), reservations: limits("reservations") });
@@ -732,10 +763,27 @@ fn develop(r: &mut Reader, ctx: &ServiceContext<'_>, node: &Node, path: &str) ->
             ignore: m.get("ignore").map(|n| r.strings(n, &child(&p, "ignore"))).unwrap_or_default(),
             include: m.get("include").map(|n| r.strings(n, &child(&p, "include"))).unwrap_or_default(),
             initial_sync: m.get("initial_sync").and_then(|n| r.boolean(n, &child(&p, "initial_sync"))).unwrap_or(false),
-            exec: m.get("exec").map(Node::to_json),
+            exec: m.get("exec").map(|n| canonical::hook(&n.to_json())),
         });
     }
     Some(Develop { watch: rules })
+}
+
+/// A file mode: a YAML number is the value (`0440` is octal in YAML), a string is octal text
+/// (`"0440"`), as compose reads it.
+fn file_mode(r: &mut Reader, node: &Node, path: &str) -> Option<u32> {
+    let mode = match &node.value {
+        Value::String(s) => u32::from_str_radix(s.trim(), 8).ok(),
+        _ => r.integer(node, path).and_then(|v| u32::try_from(v).ok()),
+    };
+    match mode {
+        Some(m) if m <= 0o7777 => Some(m),
+        _ => {
+            let shown = node.scalar_string().unwrap_or_default();
+            r.error(node, path, format!("invalid file mode {shown:?}: expected an octal mode such as 0440"));
+            None
+        }
+    }
 }
 
 fn file_mounts(r: &mut Reader, node: &Node, path: &str) -> Vec<FileMount> {
@@ -749,8 +797,7 @@ fn file_mounts(r: &mut Reader, node: &Node, path: &str) -> Vec<FileMount> {
                     r.error(item, &p, "needs a source");
                     continue;
                 };
-                let mode =
-                    m.get("mode").and_then(|n| r.integer(n, &child(&p, "mode"))).and_then(|v| u32::try_from(v).ok());
+                let mode = m.get("mode").and_then(|n| file_mode(r, n, &child(&p, "mode")));
                 FileMount { source, target: field(r, "target"), uid: field(r, "uid"), gid: field(r, "gid"), mode }
             }
             None => match r.string(item, &p) {

@@ -9,6 +9,23 @@ if [ ! -f ../shared/corpus/manifest.json ]; then
   exit 1
 fi
 
+if [ "$(id -u)" != 0 ]; then
+  echo "error: the suite creates namespaces, mounts, device nodes and a local registry: run it as root" >&2
+  exit 1
+fi
+
+# Debian packages the tests use: image tools (test images are built from busybox-static with
+# umoci and skopeo, never downloaded) and a registry that listens on 127.0.0.1 only.
+need=""
+for pkg in umoci skopeo docker-registry busybox-static; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+  echo "== apt-get install$need"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+
 # Rust components the lint steps need (rustup ships them; no-ops when present).
 if command -v rustup >/dev/null; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -32,6 +49,7 @@ leaks+=$(ip netns list 2>/dev/null | grep -i berth || true)
 leaks+=$(grep -i berth /proc/self/mountinfo || true)
 leaks+=$(find /sys/fs/cgroup -maxdepth 4 -type d -iname '*berth*' 2>/dev/null || true)
 if command -v nft >/dev/null; then leaks+=$(nft list ruleset 2>/dev/null | grep -i berth || true); fi
+leaks+=$(pgrep -af 'berth-' | grep -v -e pgrep -e run-all.sh || true)
 if [ -n "$leaks" ]; then
   echo "error: the test suite left kernel objects behind:" >&2
   echo "$leaks" >&2

@@ -8,6 +8,7 @@
 pub mod archive;
 pub mod config;
 pub mod digest;
+pub mod ensure;
 pub mod host;
 pub mod reference;
 pub mod registry;

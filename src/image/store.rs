@@ -438,12 +438,17 @@ impl Store {
         for entry in fs::read_dir(&layer_root).map_err(io_at(&layer_root))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let layer = name.strip_suffix(".size").unwrap_or(&name);
-            if !layers.contains(layer) {
-                let link = self.dir.join("l").join(name.get(..16).unwrap_or(&name));
-                let _ = fs::remove_file(link);
-                remove_tree(&entry.path());
-                removed_layers += 1;
+            if layers.contains(layer) {
+                continue;
             }
+            if name.ends_with(".size") {
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            let link = self.dir.join("l").join(name.get(..16).unwrap_or(&name));
+            let _ = fs::remove_file(link);
+            remove_tree(&entry.path());
+            removed_layers += 1;
         }
         let mut removed_blobs = 0;
         let blob_root = self.dir.join("blobs/sha256");

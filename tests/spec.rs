@@ -367,6 +367,17 @@ fn dependency_cycles_print_the_cycle() {
 }
 
 #[test]
+fn the_project_name_is_offered_to_interpolation() {
+    let s = Stack::new(&[(
+        "compose.yaml",
+        "name: shop\nservices:\n  web:\n    image: busybox\n    environment: {P: \"${COMPOSE_PROJECT_NAME}\"}\n",
+    )]);
+    assert_eq!(s.load().unwrap().project.services["web"].environment["P"].as_deref(), Some("shop"));
+    let p = s.load_with(|o| o.project_name = Some("flagged".into())).unwrap().project;
+    assert_eq!(p.services["web"].environment["P"].as_deref(), Some("flagged"));
+}
+
+#[test]
 fn project_names_follow_compose_precedence() {
     let s = Stack::new(&[("compose.yaml", "name: fromfile\nservices: {web: {image: x}}\n")]);
     assert_eq!(s.load().unwrap().project.name, "fromfile");

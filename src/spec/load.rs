@@ -81,7 +81,7 @@ pub fn load(opts: &ProjectOptions) -> Result<Loaded, LoadError> {
         Some(d) => naming::absolute(&opts.working_dir, d),
         None => first.parent().map_or_else(|| opts.working_dir.clone(), Path::to_path_buf),
     };
-    let env = environment(opts, &project_dir)?;
+    let mut env = environment(opts, &project_dir)?;
     let stdin = opts.stdin.as_ref().map(|text| (opts.working_dir.join(STDIN_NAME), text.clone()));
     let mut loader = Loader {
         interpolate: opts.interpolate,
@@ -91,14 +91,28 @@ pub fn load(opts: &ProjectOptions) -> Result<Loaded, LoadError> {
         stdin,
     };
 
+    let parsed = files.iter().map(|f| loader.parse(f)).collect::<Result<Vec<_>, _>>()?;
+    // compose offers the project name to interpolation as COMPOSE_PROJECT_NAME; it has to be
+    // known before the rest of the files are interpolated. Naming itself still sees the
+    // environment as given, so an invalid explicit name is reported.
+    let naming_env = env.clone();
+    if opts.interpolate && !env.contains_key("COMPOSE_PROJECT_NAME") {
+        let declared = parsed.iter().rev().flatten().find_map(|d| d.get("name")).and_then(Node::scalar_string);
+        let declared = declared.map(|raw| interpolate(&raw, &env).map_or(raw, |done| done.value));
+        if let Some(name) = naming::provisional_name(opts, declared.as_deref(), &project_dir) {
+            env.insert("COMPOSE_PROJECT_NAME".to_owned(), name);
+        }
+    }
+
     let mut merged: Option<Node> = None;
-    for (i, file) in files.iter().enumerate() {
-        let Some(doc) = loader.load_file(file, &env, &mut Vec::new())? else {
+    for (i, (file, doc)) in files.iter().zip(parsed).enumerate() {
+        let Some(doc) = doc else {
             if i == 0 && files.len() == 1 {
                 return Err(SpecError::file(Stage::Semantic, file, "empty compose file").into());
             }
             continue;
         };
+        let doc = loader.resolve_file(doc, file, &env, &mut Vec::new())?;
         merged = Some(match merged {
             None => doc,
             Some(base) => merge::merge(base, doc, Scope::Document).map_err(merge_error)?,
@@ -122,7 +136,7 @@ pub fn load(opts: &ProjectOptions) -> Result<Loaded, LoadError> {
         });
     }
 
-    let name = naming::project_name(opts, &env, &doc, &project_dir)?;
+    let name = naming::project_name(opts, &naming_env, &doc, &project_dir)?;
     let profiles = if opts.profiles.is_empty() {
         env.get("COMPOSE_PROFILES")
             .map(|p| p.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
@@ -236,13 +250,14 @@ struct Loader {
 
 impl Loader {
     /// Reads, parses and interpolates one file (no include/extends). `None` for an empty file.
-    fn read(&mut self, file: &Path, env: &BTreeMap<String, String>) -> Result<Option<Node>, LoadError> {
+    /// Reads and parses one file, without interpolation. `None` for an empty file.
+    fn parse(&self, file: &Path) -> Result<Option<Node>, LoadError> {
         let text = match &self.stdin {
             Some((path, text)) if path == file => text.clone(),
             _ => std::fs::read_to_string(file).map_err(|e| io_error(file, &e))?,
         };
         let shared: Arc<Path> = Arc::from(file);
-        let mut doc = match yaml::parse(&text, Some(&shared)) {
+        let doc = match yaml::parse(&text, Some(&shared)) {
             Ok(Some(doc)) => doc,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -262,14 +277,26 @@ impl Loader {
             )
             .into());
         }
+        Ok(Some(doc))
+    }
+
+    /// Interpolates a parsed file in place (unless `--no-interpolate`).
+    fn interpolate(&mut self, doc: &mut Node, env: &BTreeMap<String, String>) -> Result<(), LoadError> {
         if self.interpolate {
             let mut errors = Vec::new();
             let mut trail = Vec::new();
-            interpolate_tree(&mut doc, env, &mut trail, &mut self.unset, &mut errors);
+            interpolate_tree(doc, env, &mut trail, &mut self.unset, &mut errors);
             if !errors.is_empty() {
                 return Err(LoadError { errors });
             }
         }
+        Ok(())
+    }
+
+    /// Reads, parses and interpolates one file (no include/extends).
+    fn read(&mut self, file: &Path, env: &BTreeMap<String, String>) -> Result<Option<Node>, LoadError> {
+        let Some(mut doc) = self.parse(file)? else { return Ok(None) };
+        self.interpolate(&mut doc, env)?;
         Ok(Some(doc))
     }
 
@@ -291,13 +318,25 @@ impl Loader {
             )
             .into());
         }
-        let Some(mut doc) = self.read(file, env)? else { return Ok(None) };
+        let Some(doc) = self.parse(file)? else { return Ok(None) };
+        self.resolve_file(doc, file, env, chain).map(Some)
+    }
+
+    /// Interpolates a parsed file and resolves its `include`s and `extends`.
+    fn resolve_file(
+        &mut self,
+        mut doc: Node,
+        file: &Path,
+        env: &BTreeMap<String, String>,
+        chain: &mut Vec<PathBuf>,
+    ) -> Result<Node, LoadError> {
+        self.interpolate(&mut doc, env)?;
         chain.push(file.to_path_buf());
         let included = self.includes(&mut doc, file, env, chain);
         chain.pop();
         included?;
         self.resolve_extends(&mut doc, file, env)?;
-        Ok(Some(doc))
+        Ok(doc)
     }
 
     /// Loads each `include` entry as its own project and imports its resources.

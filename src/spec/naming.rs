@@ -29,6 +29,17 @@ pub fn is_valid_project_name(name: &str) -> bool {
     !name.is_empty() && normalize_project_name(name) == name
 }
 
+/// The name interpolation sees as `COMPOSE_PROJECT_NAME` (which the caller has checked is
+/// not set already): `-p`, else the declared `name:`, else the directory's name — the first
+/// that is a valid name.
+pub(crate) fn provisional_name(opts: &ProjectOptions, declared: Option<&str>, project_dir: &Path) -> Option<String> {
+    let from_dir = project_dir.file_name().map(|n| normalize_project_name(&n.to_string_lossy()));
+    [opts.project_name.clone(), declared.map(str::to_owned), from_dir]
+        .into_iter()
+        .flatten()
+        .find(|n| is_valid_project_name(n))
+}
+
 /// `-p` > `COMPOSE_PROJECT_NAME` > `name:` > the project directory's name.
 pub(crate) fn project_name(
     opts: &ProjectOptions,

@@ -164,11 +164,38 @@ impl Store {
         self.layer_dir(diff_id).is_dir()
     }
 
+    /// A second handle on the same store, for work on other threads.
+    pub fn reopen(&self) -> Result<Store, ImageError> {
+        let root = self.dir.parent().unwrap_or(&self.dir);
+        Store::open(root)
+    }
+
+    /// Where the store remembers which layer a blob was verified to unpack to.
+    fn blob_diff_id_path(&self, blob: &Digest) -> PathBuf {
+        self.dir.join("layers/sha256").join(format!("{}.blob", blob.hex()))
+    }
+
+    /// The diff id this blob was verified to have when it was last unpacked.
+    fn known_diff_id(&self, blob: &Digest) -> Option<Digest> {
+        fs::read_to_string(self.blob_diff_id_path(blob)).ok().and_then(|s| s.trim().parse().ok())
+    }
+
     /// Unpacks a stored layer blob (plain, gzip or zstd) once; returns its diff id and
     /// uncompressed size. `expected` is the diff id the image config promises.
+    ///
+    /// An existing layer is reused only when this very blob was verified to unpack to it: a
+    /// config's claim alone must not give an image another image's layer.
     pub fn unpack_layer(&self, blob: &Digest, expected: Option<&Digest>) -> Result<(Digest, u64), ImageError> {
-        if let Some(d) = expected.filter(|d| self.has_layer(d)) {
-            return Ok((d.clone(), self.layer_size(d)));
+        if let Some(known) = self.known_diff_id(blob).filter(|d| self.has_layer(d)) {
+            if let Some(want) = expected.filter(|want| **want != known) {
+                return Err(ImageError::DigestMismatch {
+                    what: format!("layer {blob} (uncompressed)"),
+                    expected: want.clone(),
+                    actual: known,
+                });
+            }
+            let size = self.layer_size(&known);
+            return Ok((known, size));
         }
         let path = self.blob_path(blob);
         let file = File::open(&path).map_err(io_at(&path))?;
@@ -194,6 +221,7 @@ impl Store {
         match outcome {
             Ok((diff_id, size)) => {
                 self.place_layer(&staging, &diff_id, size)?;
+                self.write_atomic(&self.blob_diff_id_path(blob), diff_id.to_string().as_bytes())?;
                 Ok((diff_id, size))
             }
             Err(e) => {
@@ -439,6 +467,12 @@ impl Store {
             let name = entry.file_name().to_string_lossy().into_owned();
             let layer = name.strip_suffix(".size").unwrap_or(&name);
             if layers.contains(layer) {
+                continue;
+            }
+            if let Some(blob) = name.strip_suffix(".blob") {
+                if !blobs.contains(blob) {
+                    let _ = fs::remove_file(entry.path());
+                }
                 continue;
             }
             if name.ends_with(".size") {

@@ -230,7 +230,10 @@ pub fn parse(text: &str, file: Option<&Arc<Path>>) -> Result<Option<Node>, YamlE
     // Compose files nest about eight levels deep; the cap keeps hostile nesting far from the
     // stack limit of a 2 MiB thread even in debug builds.
     let options = serde_saphyr::options! {
-        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH },
+        // One anchor merged into hundreds of services is ordinary compose (`<<: *common`), so
+        // the alias/anchor ratio heuristic is off; the absolute caps on aliases, replayed events
+        // and nodes still stop alias bombs.
+        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH, enforce_alias_anchor_ratio: false },
         strict_booleans: true,
         legacy_octal_numbers: true,
         with_snippet: false,
@@ -417,6 +420,28 @@ mod tests {
     fn empty_and_comment_only_texts_have_no_document() {
         assert!(parse("", None).unwrap().is_none());
         assert!(parse("# nothing\n\n", None).unwrap().is_none());
+    }
+
+    #[test]
+    fn one_anchor_may_be_merged_into_many_services() {
+        let mut text = String::from("x-common: &common {image: busybox}\nservices:\n");
+        for i in 0..600 {
+            text.push_str(&format!("  s{i}:\n    <<: *common\n"));
+        }
+        let doc = load(&text);
+        assert_eq!(doc.get("services").unwrap().as_map().unwrap().len(), 600);
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(parse(&text, None).is_err(), "10^12 nodes must not be expanded");
     }
 
     #[test]

@@ -38,7 +38,7 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "== cargo test"
-cargo test --all-targets --locked -- --nocapture 2>&1 | tee /tmp/berth-test.log
+cargo test --all-targets --locked -- --nocapture 2>&1 | tee target/berth-test.log
 # Doc tests are not part of --all-targets.
 cargo test --doc --locked
 

@@ -50,7 +50,7 @@ pub fn dependencies(project: &Project) -> Vec<Dependency> {
     deps
 }
 
-/// The project's dependency graph (errors already reported by [`project`] are possible here
+/// The project's dependency graph (the errors loading already reports are possible here
 /// only for projects that skipped validation).
 pub fn dependency_graph(project: &Project) -> Result<DependencyGraph, GraphError> {
     DependencyGraph::new(project.services.keys().cloned(), dependencies(project))

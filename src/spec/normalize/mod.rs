@@ -2,6 +2,7 @@
 
 pub(crate) mod canonical;
 pub(crate) mod read;
+mod sections;
 pub(crate) mod service;
 
 use std::collections::BTreeMap;

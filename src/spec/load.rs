@@ -122,13 +122,14 @@ pub fn load(opts: &ProjectOptions) -> Result<Loaded, LoadError> {
     merge::strip_tags(&mut doc);
     merge::enforce_unicity(&mut doc, Scope::Document);
 
-    check_schema(&doc)?;
+    let json = doc.to_json();
+    check_schema(&doc, &json)?;
     let mut warnings = loader.warnings;
     warnings.extend(loader.unset.iter().map(|v| Warning {
         location: None,
         message: format!("the {v:?} variable is not set; defaulting to a blank string"),
     }));
-    warnings.extend(unsupported_key_warnings(&doc));
+    warnings.extend(unsupported_key_warnings(&doc, &json));
     if let Some(version) = doc.get("version") {
         warnings.push(Warning {
             location: Some(version.location.clone()),
@@ -613,8 +614,8 @@ fn trail_path(trail: &[String]) -> String {
     )
 }
 
-fn check_schema(doc: &Node) -> Result<(), LoadError> {
-    let violations = Schema::compiled().validate(&doc.to_json());
+fn check_schema(doc: &Node, json: &serde_json::Value) -> Result<(), LoadError> {
+    let violations = Schema::compiled().validate(json);
     if violations.is_empty() {
         return Ok(());
     }
@@ -627,10 +628,10 @@ fn check_schema(doc: &Node) -> Result<(), LoadError> {
     Err(LoadError { errors })
 }
 
-fn unsupported_key_warnings(doc: &Node) -> Vec<Warning> {
+fn unsupported_key_warnings(doc: &Node, json: &serde_json::Value) -> Vec<Warning> {
     let mut seen = BTreeSet::new();
     Schema::compiled()
-        .unsupported_keys(&doc.to_json())
+        .unsupported_keys(json)
         .into_iter()
         .filter_map(|pointer| {
             let node = doc.locate(&pointer);

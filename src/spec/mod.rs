@@ -17,6 +17,7 @@ pub mod units;
 pub mod validate;
 pub mod volumes;
 pub mod yaml;
+mod yaml_build;
 
 pub use error::{LoadError, SpecError, Stage, Warning};
 pub use load::{Loaded, ProjectOptions, load};

@@ -227,12 +227,20 @@ pub fn parse(text: &str, file: Option<&Arc<Path>>) -> Result<Option<Node>, YamlE
     if !has_document(text) {
         return Ok(None);
     }
+    super::yaml_build::build(text, file)
+}
+
+/// The same, through serde-saphyr's deserializer: the reference the event builder is tested
+/// against.
+#[cfg(test)]
+pub(crate) fn parse_with_serde(text: &str, file: Option<&Arc<Path>>) -> Result<Option<Node>, YamlError> {
+    if !has_document(text) {
+        return Ok(None);
+    }
     // Compose files nest about eight levels deep; the cap keeps hostile nesting far from the
-    // stack limit of a 2 MiB thread even in debug builds.
+    // stack limit of a 2 MiB thread even in debug builds. One anchor merged into hundreds of
+    // services is ordinary compose (`<<: *common`), so the alias/anchor ratio heuristic is off.
     let options = serde_saphyr::options! {
-        // One anchor merged into hundreds of services is ordinary compose (`<<: *common`), so
-        // the alias/anchor ratio heuristic is off; the absolute caps on aliases, replayed events
-        // and nodes still stop alias bombs.
         budget: serde_saphyr::budget! { max_depth: MAX_DEPTH, enforce_alias_anchor_ratio: false },
         strict_booleans: true,
         legacy_octal_numbers: true,
@@ -250,6 +258,7 @@ pub fn parse(text: &str, file: Option<&Arc<Path>>) -> Result<Option<Node>, YamlE
 
 /// serde-saphyr prefixes `error: line L column C:`; the caller prints the location itself, and
 /// its advice to change library options means nothing to a compose user.
+#[cfg(test)]
 fn clean_parser_message(message: &str) -> String {
     let first = message.lines().next().unwrap_or(message);
     let stripped = first.strip_prefix("error: ").unwrap_or(first);

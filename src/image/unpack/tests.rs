@@ -297,19 +297,3 @@ fn decompress_sniffs_gzip_and_zstd() {
     assert_eq!(unpack(decompress(Cursor::new(zst)).unwrap(), &fx.dest).unwrap().bytes, 7);
     assert_eq!(fs::read_to_string(fx.dest.join("f")).unwrap(), "payload");
 }
-
-/// `cargo test --release -- --ignored --nocapture throughput`: 25,600 files of 4 KiB.
-#[test]
-#[ignore = "benchmark"]
-fn throughput() {
-    let (fx, body) = (Fixture::new(), "x".repeat(4096));
-    let layer = (0..256).fold(Layer::default(), |l, d| {
-        (0..100).fold(l.dir(&format!("d{d}/")), |l, f| l.file(&format!("d{d}/f{f}"), &body))
-    });
-    let tar = layer.build();
-    let start = std::time::Instant::now();
-    let stats = unpack(tar.as_slice(), &fx.dest).unwrap();
-    let secs = start.elapsed().as_secs_f64();
-    println!("{} entries, {} bytes in {secs:.2}s: {:.0} MB/s", stats.entries, tar.len(), tar.len() as f64 / secs / 1e6);
-    assert_eq!(stats.entries, 256 * 101);
-}

@@ -11,15 +11,7 @@ use berth::spec::{ProjectOptions, load};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn options(file: &Path) -> ProjectOptions {
-    ProjectOptions {
-        files: vec![file.to_path_buf()],
-        profiles: vec!["*".into()],
-        interpolate: true,
-        consistency: true,
-        working_dir: file.parent().unwrap().to_path_buf(),
-        os_env: BTreeMap::from([("TAG".to_owned(), "1.36".to_owned())]),
-        ..ProjectOptions::default()
-    }
+    ProjectOptions::for_file(file, BTreeMap::from([("TAG".to_owned(), "1.36".to_owned())]))
 }
 
 /// The largest corpus file that loads.

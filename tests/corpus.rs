@@ -19,16 +19,8 @@ fn corpus_dir() -> PathBuf {
 }
 
 fn options(file: &Path) -> ProjectOptions {
-    ProjectOptions {
-        files: vec![file.to_path_buf()],
-        profiles: vec!["*".into()],
-        interpolate: true,
-        consistency: true,
-        working_dir: file.parent().unwrap().to_path_buf(),
-        // A clean, fixed environment: results must not depend on the machine.
-        os_env: BTreeMap::from([("HOME".to_owned(), "/root".to_owned())]),
-        ..ProjectOptions::default()
-    }
+    // A clean, fixed environment: results must not depend on the machine.
+    ProjectOptions::for_file(file, BTreeMap::from([("HOME".to_owned(), "/root".to_owned())]))
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {

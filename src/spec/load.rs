@@ -50,6 +50,20 @@ pub struct ProjectOptions {
 pub const STDIN_NAME: &str = "-";
 
 impl ProjectOptions {
+    /// Options that load one file with every profile enabled and only the given environment,
+    /// so results do not depend on the machine (tests, benchmarks, tools).
+    pub fn for_file(file: &Path, os_env: BTreeMap<String, String>) -> Self {
+        ProjectOptions {
+            files: vec![file.to_path_buf()],
+            profiles: vec!["*".into()],
+            interpolate: true,
+            consistency: true,
+            working_dir: file.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf),
+            os_env,
+            ..ProjectOptions::default()
+        }
+    }
+
     /// Options for this process: its current directory and environment.
     pub fn from_process() -> Self {
         ProjectOptions {

@@ -110,12 +110,21 @@ else
 fi
 hyperfine --style basic --runs "$RUNS" --warmup 1 --export-json "$work/pull.json" "${pull_args[@]}"
 
-echo "== load: berth vs skopeo"
-hyperfine --style basic --runs "$RUNS" --warmup 1 --export-json "$work/load.json" \
-  -n "berth load busybox" --prepare "rm -rf $work/load-root" "$berth --root $work/load-root load -q -i $fixtures/busybox.docker.tar" \
-  -n "skopeo busybox" --prepare "rm -rf $work/load-out" "skopeo copy --quiet docker-archive:$fixtures/busybox.docker.tar oci:$work/load-out:busybox" \
-  -n "berth load multi" --prepare "rm -rf $work/load-root" "$berth --root $work/load-root load -q -i $work/multi.docker.tar" \
+echo "== load: berth vs skopeo$(command -v podman >/dev/null && echo ' vs podman')"
+# skopeo copies blobs and unpacks nothing; podman load, like berth load, also unpacks the layers.
+load_args=(
+  -n "berth load busybox" --prepare "rm -rf $work/load-root" "$berth --root $work/load-root load -q -i $fixtures/busybox.docker.tar"
+  -n "skopeo busybox" --prepare "rm -rf $work/load-out" "skopeo copy --quiet docker-archive:$fixtures/busybox.docker.tar oci:$work/load-out:busybox"
+  -n "berth load multi" --prepare "rm -rf $work/load-root" "$berth --root $work/load-root load -q -i $work/multi.docker.tar"
   -n "skopeo multi" --prepare "rm -rf $work/load-out" "skopeo copy --quiet docker-archive:$work/multi.docker.tar oci:$work/load-out:multi"
+)
+if command -v podman >/dev/null; then
+  load_args+=(
+    -n "podman busybox" --prepare "$podman_cmd rmi -a -f >/dev/null 2>&1 || true" "$podman_cmd load -q -i $fixtures/busybox.docker.tar"
+    -n "podman multi" --prepare "$podman_cmd rmi -a -f >/dev/null 2>&1 || true" "$podman_cmd load -q -i $work/multi.docker.tar"
+  )
+fi
+hyperfine --style basic --runs "$RUNS" --warmup 1 --export-json "$work/load.json" "${load_args[@]}"
 
 echo "== medians (runs: $RUNS)"
 python3 - "$work/pull.json" "$work/load.json" <<'EOF'
@@ -127,8 +136,10 @@ rows = []
 for peer in ("skopeo copy", "podman pull"):
     if peer in pull:
         rows.append(("pull multi-layer image", "berth pull", peer, pull))
-rows.append(("load busybox.docker.tar", "berth load busybox", "skopeo busybox", load))
-rows.append(("load multi.docker.tar", "berth load multi", "skopeo multi", load))
+for image in ("busybox", "multi"):
+    for peer in ("skopeo", "podman"):
+        if f"{peer} {image}" in load:
+            rows.append((f"load {image}.docker.tar", f"berth load {image}", f"{peer} {image}", load))
 print(f"{'what':<26} {'berth':>10} {'peer':>10}  {'peer name':<12} {'berth/peer':>10}")
 for what, ours, peer, table in rows:
     b, p = table[ours], table[peer]

@@ -1,5 +1,7 @@
 //! Layer unpacking speed: a 105 MB layer of 25,600 files of 4 KiB in 256 directories, unpacked
 //! into a fresh directory each time (root only: the unpacker sets owners and device nodes).
+//! The directory is on tmpfs (`/dev/shm`) so the number is the unpacker's, not the disk's: on
+//! this project's VM disk, creating a file costs ~0.4 ms whoever creates it.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use berth::image::unpack::unpack;
@@ -41,7 +43,11 @@ fn bench_unpack(c: &mut Criterion) {
     group.sample_size(10).throughput(Throughput::Bytes(tar.len() as u64));
     group.bench_function("25600 files of 4 KiB", |b| {
         b.iter_batched(
-            || tempfile::Builder::new().prefix("berth-bench-unpack-").tempdir().unwrap(),
+            || {
+                let tmpfs = std::path::Path::new("/dev/shm");
+                let base = if tmpfs.is_dir() { tmpfs.to_path_buf() } else { std::env::temp_dir() };
+                tempfile::Builder::new().prefix("berth-bench-unpack-").tempdir_in(base).unwrap()
+            },
             |dir| {
                 let dest = dir.path().join("layer");
                 std::fs::create_dir(&dest).unwrap();

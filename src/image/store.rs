@@ -221,7 +221,7 @@ impl Store {
         match outcome {
             Ok((diff_id, size)) => {
                 self.place_layer(&staging, &diff_id, size)?;
-                self.write_atomic(&self.blob_diff_id_path(blob), diff_id.to_string().as_bytes())?;
+                self.replace_file(&self.blob_diff_id_path(blob), diff_id.to_string().as_bytes(), false)?;
                 Ok((diff_id, size))
             }
             Err(e) => {
@@ -234,7 +234,7 @@ impl Store {
     /// Moves an unpacked layer into place (a concurrent unpack of the same layer may have won;
     /// the content is the same, so ours is dropped) and makes its short link.
     fn place_layer(&self, staging: &Path, diff_id: &Digest, size: u64) -> Result<(), ImageError> {
-        self.write_atomic(&self.layer_size_path(diff_id), size.to_string().as_bytes())?;
+        self.replace_file(&self.layer_size_path(diff_id), size.to_string().as_bytes(), false)?;
         let target = self.layer_dir(diff_id);
         match fs::rename(staging, &target) {
             Ok(()) => {}
@@ -307,10 +307,18 @@ impl Store {
         self.dir.join("images").join(format!("{}.json", id.hex()))
     }
 
+    /// Replaces a small file by rename, synced first: records and names must survive power loss.
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+        self.replace_file(path, bytes, true)
+    }
+
+    /// Replaces a small file by rename. `durable: false` is for caches that can be recomputed
+    /// (a layer's size, the layer a blob unpacks to): an fsync each would cost more than the
+    /// rest of loading a small image.
+    fn replace_file(&self, path: &Path, bytes: &[u8], durable: bool) -> Result<(), ImageError> {
         let tmp = self.staging("meta")?;
         let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
-        f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io_at(&tmp))?;
+        f.write_all(bytes).and_then(|()| if durable { f.sync_all() } else { Ok(()) }).map_err(io_at(&tmp))?;
         fs::rename(&tmp, path).map_err(io_at(path))
     }
 

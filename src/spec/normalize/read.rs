@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::super::error::{SpecError, Stage};
+use super::super::model;
 use super::super::units;
 use super::super::yaml::{Node, Value};
-use super::super::{model, yaml::Location};
 
 /// Collects errors while the normaliser walks on.
 #[derive(Debug, Default)]
@@ -204,11 +204,6 @@ pub(crate) fn resolve_path(base: &Path, raw: &str) -> PathBuf {
         }
     }
     out
-}
-
-/// A location for loader-made errors that have no node.
-pub(crate) fn nowhere() -> Location {
-    Location::default()
 }
 
 #[cfg(test)]

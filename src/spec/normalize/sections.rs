@@ -95,7 +95,7 @@ pub(super) fn volume_long(r: &mut Reader, map: &Mapping, path: &str) -> Option<v
         }
     };
     let Some(target) = field(r, "target") else {
-        let at = map.values().next().map_or_else(super::read::nowhere, |n| n.location.clone());
+        let at = map.values().next().map_or_else(Default::default, |n| n.location.clone());
         r.errors.push(super::super::error::SpecError::at(
             super::super::error::Stage::Semantic,
             &at,

@@ -6,4 +6,6 @@
 pub mod cli;
 pub mod graph;
 pub mod image;
+pub mod plan;
+pub mod runtime;
 pub mod spec;

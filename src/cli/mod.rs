@@ -4,6 +4,7 @@
 mod config;
 mod graph;
 mod image;
+mod run;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -71,6 +72,10 @@ pub enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Run a one-off container for a service, in the foreground.
+    Run(run::RunArgs),
+    /// Run a command in a running container of a service.
+    Exec(run::ExecArgs),
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -142,7 +147,7 @@ pub fn run() -> ExitCode {
         }
     };
     match dispatch(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(failure) => {
             report(&failure.error);
             ExitCode::from(failure.code)
@@ -150,7 +155,21 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<(), Failure> {
+fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    // Commands that make processes in containers fork the spawner first, while berth still
+    // has a single thread.
+    if let Command::Run(_) | Command::Exec(_) = &cli.command {
+        let spawner = crate::runtime::spawner::Spawner::start().map_err(|e| Failure { code: 1, error: e.into() })?;
+        return match &cli.command {
+            Command::Run(args) => run::run(&cli.global, args, &spawner),
+            Command::Exec(args) => run::exec(&cli.global, args, &spawner),
+            _ => Ok(0),
+        };
+    }
+    dispatch_plain(cli).map(|()| 0)
+}
+
+fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Config(args) => config::run(&cli.global, &args),
         Command::Graph(args) => graph::run(&cli.global, &args),
@@ -160,6 +179,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Images(args) => image::images(&cli.global, &args),
         Command::Rmi(args) => image::rmi(&cli.global, &args),
         Command::Image(cmd) => image::dispatch(&cli.global, cmd),
+        Command::Run(_) | Command::Exec(_) => Ok(()),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());

@@ -13,7 +13,7 @@ const SUPPORTED_SERVICE_KEYS: &str = "
     ulimits shm_size sysctls extra_hosts dns dns_search mem_limit cpus cpu_shares pids_limit
     deploy scale develop secrets configs profiles extends links volumes_from pid ipc
     pull_policy platform label_file attach annotations domainname group_add cpuset cpu_quota
-    cpu_period mem_reservation memswap_limit oom_score_adj post_start pre_stop logging
+    cpu_period mem_reservation memswap_limit post_start pre_stop logging dns_opt uts security_opt
     x-berth-restart-on-unhealthy";
 
 /// Network, volume, secret and config keys berth implements.

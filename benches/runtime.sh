@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# create + start + wait + delete of a busybox `true` container, berth against crun in the same run:
+#   berth run --rm -T t          (a compose service; berth loads the stack file too)
+#   crun run --bundle B ID       (an OCI bundle of the same busybox rootfs, crun's default namespaces)
+# Prints hyperfine's table and the ratio berth/crun of the medians. Run as root:
+#   bash benches/runtime.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-200}
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+need=""
+for pkg in crun hyperfine umoci skopeo busybox-static python3; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+# crun refuses a hybrid cgroup host whose v2 tree still offers a controller (hugetlb here): mount
+# such controllers as v1 hierarchies, as ../shared/bench/setup.sh does.
+if [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
+  for c in $(cat /sys/fs/cgroup/unified/cgroup.controllers); do
+    if ! mountpoint -q "/sys/fs/cgroup/$c"; then
+      mkdir -p "/sys/fs/cgroup/$c" && mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"
+    fi
+  done
+fi
+cargo build --release --quiet
+images=target/bench-images
+bash tests/fixtures/make-images.sh "$images"
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+root="$work/root"
+target/release/berth --root "$root" load -i "$images/busybox.docker.tar" >/dev/null
+
+# The berth stack.
+mkdir -p "$work/stack"
+cat > "$work/stack/compose.yaml" <<'YAML'
+services:
+  t:
+    image: berth-test/busybox:latest
+    pull_policy: never
+    command: ["true"]
+YAML
+
+# The crun bundle: the same image unpacked by umoci, crun's default spec running `true`.
+umoci unpack --image "$images/oci:busybox" "$work/bundle" >/dev/null
+(cd "$work/bundle" && rm -f config.json && crun spec)
+python3 - "$work/bundle/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+spec = json.load(open(path))
+spec["process"]["args"] = ["true"]
+spec["process"]["terminal"] = False
+json.dump(spec, open(path, "w"), indent=2)
+PY
+
+berth_cmd="target/release/berth --root $root -f $work/stack/compose.yaml run --rm -T t"
+crun_cmd="crun --cgroup-manager=cgroupfs run --bundle $work/bundle berth-bench-$$"
+$berth_cmd
+$crun_cmd
+hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/result.json" \
+  -n berth "$berth_cmd" -n crun "$crun_cmd"
+python3 - "$work/result.json" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+b, c = r["berth"]["median"] * 1000, r["crun"]["median"] * 1000
+print(f"median: berth {b:.1f} ms, crun {c:.1f} ms, ratio berth/crun {b / c:.2f}")
+PY

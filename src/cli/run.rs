@@ -1,0 +1,349 @@
+//! `berth run` (a one-off container for a service, in the foreground) and `berth exec`
+//! (a process in a running container). Both relay the process's exit status as their own.
+
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+
+use anyhow::anyhow;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::{EXIT_INVALID, Failure, GlobalOptions, load_project};
+use crate::image::ensure::{ImageSource, ensure_images};
+use crate::image::{ImageError, Reference, Store, host, registry};
+use crate::plan::{self, PlanContext, RunOverrides};
+use crate::runtime::container::{Container, ExitStatus, StartOptions, send_signal};
+use crate::runtime::spawner::Spawner;
+use crate::runtime::spec::Process;
+use crate::runtime::{RuntimeError, exec, pty, state};
+
+/// `berth run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits (berth always does; accepted for compatibility).
+    #[arg(long)]
+    pub rm: bool,
+    /// Container name. Default: `<project>-<service>-run-<id>`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (`KEY=VALUE`, or `KEY` to take it from this environment).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Run as this user (`name`, `uid`, `name:group`, `uid:gid`).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Override the image's entrypoint (a command line, split like a shell would).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Disable pseudo-TTY allocation (default: a TTY when stdin is a terminal).
+    #[arg(short = 'T', long = "no-TTY")]
+    pub no_tty: bool,
+    /// Keep stdin attached (the default, as in compose).
+    #[arg(short = 'i', long, default_value_t = true)]
+    pub interactive: bool,
+    /// The service.
+    pub service: String,
+    /// The command and its arguments (default: the service's).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `berth exec`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// Disable pseudo-TTY allocation (default: a TTY when stdin is a terminal).
+    #[arg(short = 'T', long = "no-TTY")]
+    pub no_tty: bool,
+    /// Set an environment variable (`KEY=VALUE`, or `KEY` to take it from this environment).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Run as this user.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Give the process every capability.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Which replica of the service.
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// Accepted for compatibility: stdin is always attached.
+    #[arg(short = 'i', long, default_value_t = true)]
+    pub interactive: bool,
+    /// The service.
+    pub service: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Signals a foreground `run` or `exec` passes on instead of dying of them, as `docker run`
+/// proxies signals.
+const FORWARDED: [Signal; 6] =
+    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+
+fn failure(e: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 1, error: e.into() }
+}
+
+/// Docker's status for a process that could not be started: 127.
+const EXIT_CANNOT_START: u8 = 127;
+
+fn start_failure(e: RuntimeError) -> Failure {
+    let code = if matches!(e, RuntimeError::Start { .. }) { EXIT_CANNOT_START } else { 1 };
+    Failure { code, error: e.into() }
+}
+
+fn invalid(e: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: EXIT_INVALID, error: e.into() }
+}
+
+pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> Result<u8, Failure> {
+    let forwarded = block_forwarded_signals()?;
+    let root = global.state_root();
+    clean_stale(&root);
+    let loaded = load_project(&global.project_options())?;
+    let project = &loaded.project;
+    let service = project.services.get(&args.service).ok_or_else(|| {
+        let hint = crate::graph::did_you_mean(&args.service, project.services.keys().map(String::as_str))
+            .map(|s| format!(" (did you mean {s:?}?)"))
+            .unwrap_or_default();
+        invalid(anyhow!("no such service: {:?}{hint}", args.service))
+    })?;
+    let image_name = service.image.clone().ok_or_else(|| {
+        invalid(anyhow!("service {:?} has no image, and berth cannot build images yet", args.service))
+    })?;
+    let store = Store::open(&root).map_err(failure)?;
+    let image = prepare_image(&store, &args.service, &image_name, service.pull_policy.as_deref())?;
+    let tty = !args.no_tty && std::io::stdin().is_terminal();
+    let overrides = RunOverrides {
+        command: (!args.command.is_empty()).then(|| args.command.clone()),
+        entrypoint: match &args.entrypoint {
+            Some(text) => Some(shell_words::split(text).map_err(|e| invalid(anyhow!("--entrypoint: {e}")))?),
+            None => None,
+        },
+        env: args.env.clone(),
+        user: args.user.clone(),
+        workdir: args.workdir.clone(),
+        tty: Some(tty),
+        interactive: args.interactive,
+        name: args.name.clone(),
+        index: 1,
+    };
+    let layer_links = image
+        .layers
+        .iter()
+        .map(|l| store.layer_link(&l.diff_id).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .collect();
+    let host_resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let host_hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let ctx = PlanContext {
+        project,
+        state_root: &root,
+        image: &image,
+        layer_root: store.dir().join("l"),
+        layer_links,
+        host_resolv_conf: &host_resolv_conf,
+        host_hosts: &host_hosts,
+        host_hostname: &host_hostname,
+    };
+    let spec = plan::container_spec(&ctx, service, &overrides).map_err(invalid)?;
+    let stdio = (!tty).then_some([0, 1, 2]);
+    let options = StartOptions { stdio, die_with_parent: true, oneoff: true };
+    // The image must not be pruned while the container runs from its layers.
+    let _in_use = store.gc_lock(false).map_err(failure)?;
+    let mut container = Container::start(spawner, &root, spec, options).map_err(start_failure)?;
+    let status = match container.pty.take() {
+        Some(master) => {
+            let relayed = pty::relay(&master);
+            let status = container.wait();
+            relayed.map_err(failure)?;
+            status
+        }
+        None => wait_forwarding(&container.pidfd, &forwarded, |s| container.signal(s)).and_then(|()| container.wait()),
+    };
+    let status = status.map_err(failure);
+    let removed = container.destroy().map_err(failure);
+    let status = status?;
+    removed?;
+    report_exit(&status);
+    Ok(exit_code(&status))
+}
+
+pub(super) fn exec(global: &GlobalOptions, args: &ExecArgs, spawner: &Spawner) -> Result<u8, Failure> {
+    let forwarded = block_forwarded_signals()?;
+    let root = global.state_root();
+    let loaded = load_project(&global.project_options())?;
+    let target = exec::find(&root, &loaded.project.name, &args.service, args.index).map_err(failure)?;
+    let tty = !args.no_tty && std::io::stdin().is_terminal();
+    let base = &target.spec.process;
+    let mut env = base.env.clone();
+    for item in &args.env {
+        let (key, value) = match item.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => match std::env::var(item) {
+                Ok(v) => (item.clone(), v),
+                Err(_) => continue,
+            },
+        };
+        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+        env.push(format!("{key}={value}"));
+    }
+    let capabilities =
+        if args.privileged { caps::all().iter().map(ToString::to_string).collect() } else { base.capabilities.clone() };
+    let process = Process {
+        args: args.command.clone(),
+        env,
+        user: args.user.clone().unwrap_or_else(|| base.user.clone()),
+        additional_groups: base.additional_groups.clone(),
+        cwd: args.workdir.clone().unwrap_or_else(|| base.cwd.clone()),
+        tty,
+        stdin_open: true,
+        capabilities,
+        no_new_privileges: base.no_new_privileges,
+        rlimits: base.rlimits.clone(),
+    };
+    let stdio = (!tty).then_some([0, 1, 2]);
+    let mut started = exec::start(spawner, &target, process, stdio).map_err(start_failure)?;
+    let status = match started.pty.take() {
+        Some(master) => {
+            let relayed = pty::relay(&master);
+            let status = started.wait();
+            relayed.map_err(failure)?;
+            status
+        }
+        None => wait_forwarding(&started.pidfd, &forwarded, |s| send_signal(&started.pidfd, s))
+            .and_then(|()| started.wait()),
+    };
+    let status = status.map_err(failure)?;
+    Ok(exit_code(&status))
+}
+
+fn exit_code(status: &ExitStatus) -> u8 {
+    u8::try_from(status.code.clamp(0, 255)).unwrap_or(255)
+}
+
+fn report_exit(status: &ExitStatus) {
+    if status.oom_killed {
+        eprintln!("berth: the container ran out of memory and was killed (OOMKilled)");
+    }
+}
+
+/// Blocks the forwarded signals in this (still single-threaded) process and returns a
+/// signalfd for them, so every thread made later inherits the mask.
+fn block_forwarded_signals() -> Result<SignalFd, Failure> {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(failure)?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(failure)
+}
+
+/// Waits until the process behind `pidfd` exits, passing forwarded signals to it.
+fn wait_forwarding(
+    pidfd: &std::os::fd::OwnedFd,
+    signals: &SignalFd,
+    forward: impl Fn(Signal) -> Result<(), RuntimeError>,
+) -> Result<(), RuntimeError> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN), PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(RuntimeError::sys("poll", e)),
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            return Ok(());
+        }
+        while let Ok(Some(info)) = signals.read_signal() {
+            if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
+                let _ = forward(signal);
+            }
+        }
+    }
+}
+
+/// Makes sure the service's image is in the store (pulling per `pull_policy`) and returns it.
+fn prepare_image(
+    store: &Store,
+    service: &str,
+    image: &str,
+    policy: Option<&str>,
+) -> Result<crate::image::ImageRecord, Failure> {
+    let source = StoreSource { store };
+    let wanted = std::iter::once((service.to_string(), (image.to_string(), policy.map(str::to_string)))).collect();
+    ensure_images(&source, &wanted).map_err(image_failure)?;
+    store
+        .resolve(image)
+        .map_err(image_failure)?
+        .ok_or_else(|| failure(anyhow!("service {service:?}: image {image} is not in the store")))
+}
+
+fn image_failure(e: ImageError) -> Failure {
+    let code = if matches!(e, ImageError::InvalidReference(_) | ImageError::NotFound(_)) { EXIT_INVALID } else { 1 };
+    Failure { code, error: e.into() }
+}
+
+struct StoreSource<'a> {
+    store: &'a Store,
+}
+
+impl ImageSource for StoreSource<'_> {
+    fn has(&self, reference: &Reference) -> Result<bool, ImageError> {
+        Ok(self.store.resolve(&reference.to_string())?.is_some())
+    }
+
+    fn pull(&self, reference: &Reference) -> Result<(), ImageError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ImageError::io("tokio runtime", e))?;
+        let options = registry::PullOptions {
+            insecure_registries: Vec::new(),
+            docker_config: None,
+            progress: registry::Progress::Auto,
+            platform: None,
+        };
+        runtime.block_on(registry::pull(self.store, reference, &options)).map(|_| ())
+    }
+
+    fn make_host_image(&self) -> Result<(), ImageError> {
+        host::ensure_host_image(self.store).map(|_| ())
+    }
+}
+
+/// Removes what containers whose process is gone left behind (a berth killed with SIGKILL
+/// cannot clean up after itself): their cgroups and directories.
+pub(super) fn clean_stale(root: &std::path::Path) {
+    let Ok(found) = state::list(root) else { return };
+    for entry in found {
+        let running = entry.record.as_ref().is_some_and(state::ContainerRecord::is_running);
+        // A directory without a record is a container being created right now by another
+        // berth, or one whose creation died; only the latter is stale, and it has no process.
+        let age_ok = entry.record.is_some() || is_older_than_a_minute(&entry.dirs.dir);
+        if running || !age_ok {
+            continue;
+        }
+        let id = entry.dirs.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Ok(Some(cgroup)) = crate::runtime::cgroups::ContainerCgroup::open(&id) {
+            let _ = cgroup.remove();
+        }
+        let _ = entry.dirs.remove();
+    }
+}
+
+fn is_older_than_a_minute(path: &std::path::Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age.as_secs() > 60)
+}

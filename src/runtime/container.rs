@@ -1,0 +1,236 @@
+//! The parent's side of a container: directories and cgroup made before the clone, the
+//! handshake with the new process, waiting, and removal. Every failure on the way in undoes
+//! what was made, so a container that cannot start leaves nothing behind.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+
+use super::RuntimeError;
+use super::cgroups::ContainerCgroup;
+use super::spawner::{Spawned, Spawner};
+use super::spec::{ContainerSpec, MountKind, NamespaceMode};
+use super::state::{self, ContainerDirs, ContainerRecord};
+use super::sync::{self, CreateRequest, FromChild, ToChild};
+
+/// How to start a container.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// stdin, stdout and stderr for the process; `None` gives it /dev/null.
+    pub stdio: Option<[RawFd; 3]>,
+    /// SIGKILL the container when this process dies.
+    pub die_with_parent: bool,
+    /// A one-off container (`run`), not one of the service's replicas.
+    pub oneoff: bool,
+}
+
+/// A started container, a child of this process.
+#[derive(Debug)]
+pub struct Container {
+    /// What it is.
+    pub spec: ContainerSpec,
+    /// Its directories.
+    pub dirs: ContainerDirs,
+    /// Its PID 1, in berth's PID namespace.
+    pub pid: i32,
+    /// Its pidfd.
+    pub pidfd: OwnedFd,
+    /// Its cgroup.
+    pub cgroup: ContainerCgroup,
+    /// The pty master, when the process has a terminal.
+    pub pty: Option<OwnedFd>,
+    exit: Option<ExitStatus>,
+}
+
+/// How a container's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// Exit code in the shell's convention: 128 + signal for a killed process.
+    pub code: i32,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// The kernel's OOM killer killed a process of the container.
+    pub oom_killed: bool,
+}
+
+impl Container {
+    /// Creates and starts a container: when this returns, its process has exec'd.
+    pub fn start(
+        spawner: &Spawner,
+        state_root: &Path,
+        spec: ContainerSpec,
+        options: StartOptions,
+    ) -> Result<Container, RuntimeError> {
+        let dirs = ContainerDirs::new(state_root, &spec.id);
+        let join = joined_namespaces(state_root, &spec)?;
+        let made = prepare(&dirs, &spec);
+        let cgroup = match made.and_then(|()| Ok(ContainerCgroup::create(&spec.id, &spec.resources)?)) {
+            Ok(cgroup) => cgroup,
+            Err(e) => {
+                let _ = dirs.remove();
+                return Err(e);
+            }
+        };
+        let spawned = spawn(spawner, &spec, &dirs, join, options);
+        let (spawned, parent_end) = match spawned {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = cgroup.remove();
+                let _ = dirs.remove();
+                return Err(e);
+            }
+        };
+        let mut container =
+            Container { spec, dirs, pid: spawned.pid, pidfd: spawned.pidfd, cgroup, pty: None, exit: None };
+        match container.handshake(parent_end.as_fd()) {
+            Ok(()) => {}
+            Err(e) => {
+                let _ = container.destroy();
+                return Err(e);
+            }
+        }
+        let record = ContainerRecord {
+            id: container.spec.id.clone(),
+            name: container.spec.name.clone(),
+            project: container.spec.project.clone(),
+            service: container.spec.service.clone(),
+            oneoff: options.oneoff,
+            pid: container.pid,
+            start_time: state::process_start_time(container.pid).unwrap_or(0),
+            created: state::now(),
+        };
+        record.save(&container.dirs)?;
+        Ok(container)
+    }
+
+    fn handshake(&mut self, socket: std::os::fd::BorrowedFd<'_>) -> Result<(), RuntimeError> {
+        self.cgroup.add_process(self.pid)?;
+        sync::send_json(socket, &ToChild::Go, &[]).map_err(|e| RuntimeError::sys("start the container", e))?;
+        loop {
+            match sync::recv_json::<FromChild>(socket).map_err(|e| RuntimeError::sys("container handshake", e))? {
+                None => return Ok(()),
+                Some((FromChild::Pty, mut fds)) => self.pty = fds.pop(),
+                Some((FromChild::Failed { message }, _)) => {
+                    return Err(RuntimeError::Start {
+                        service: self.spec.service.clone(),
+                        container: self.spec.name.clone(),
+                        message,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits for the container's PID 1 to exit.
+    pub fn wait(&mut self) -> Result<ExitStatus, RuntimeError> {
+        if let Some(exit) = self.exit {
+            return Ok(exit);
+        }
+        let status = wait_pidfd(&self.pidfd)?;
+        let oom_killed = self.cgroup.oom_kills().unwrap_or(0) > 0;
+        let exit = ExitStatus { oom_killed, ..status };
+        self.exit = Some(exit);
+        Ok(exit)
+    }
+
+    /// Sends a signal to the container's PID 1.
+    pub fn signal(&self, signal: Signal) -> Result<(), RuntimeError> {
+        send_signal(&self.pidfd, signal)
+    }
+
+    /// Kills whatever still runs, reaps PID 1 and removes the cgroup and the directories.
+    pub fn destroy(mut self) -> Result<(), RuntimeError> {
+        if self.exit.is_none() {
+            let _ = self.cgroup.kill_all();
+            let _ = send_signal(&self.pidfd, Signal::SIGKILL);
+            let _ = self.wait();
+        }
+        self.cgroup.remove()?;
+        self.dirs.remove()
+    }
+}
+
+/// What happened to a process, from its pidfd; reaps it.
+pub fn wait_pidfd(pidfd: &OwnedFd) -> Result<ExitStatus, RuntimeError> {
+    loop {
+        match waitid(Id::PIDFd(pidfd.as_fd()), WaitPidFlag::WEXITED) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus { code, signal: None, oom_killed: false }),
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                let signal = signal as i32;
+                return Ok(ExitStatus { code: 128 + signal, signal: Some(signal), oom_killed: false });
+            }
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(RuntimeError::sys("wait for the container", e)),
+        }
+    }
+}
+
+/// `pidfd_send_signal`: never hits a recycled PID.
+pub fn send_signal(pidfd: &OwnedFd, signal: Signal) -> Result<(), RuntimeError> {
+    // SAFETY: pidfd_send_signal with a live pidfd, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal as libc::c_int, std::ptr::null::<()>(), 0)
+    };
+    if r < 0 {
+        return Err(RuntimeError::sys(format!("send {signal}"), nix::Error::last()));
+    }
+    Ok(())
+}
+
+fn prepare(dirs: &ContainerDirs, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+    dirs.create(spec)?;
+    for mount in &spec.mounts {
+        if let MountKind::Volume { dir, .. } = &mount.kind {
+            std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io(dir, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn spawn(
+    spawner: &Spawner,
+    spec: &ContainerSpec,
+    dirs: &ContainerDirs,
+    join: Vec<(String, i32)>,
+    options: StartOptions,
+) -> Result<(Spawned, OwnedFd), RuntimeError> {
+    let (parent_end, child_end) = sync::socketpair().map_err(|e| RuntimeError::sys("socketpair", e))?;
+    let mut fds = vec![child_end.as_raw_fd()];
+    if let Some(stdio) = options.stdio {
+        fds.extend(stdio);
+    }
+    let request = CreateRequest {
+        spec: spec.clone(),
+        dirs: dirs.clone(),
+        join,
+        stdio: options.stdio.is_some(),
+        die_with_parent: options.die_with_parent,
+    };
+    let spawned = spawner.create(request, &fds)?;
+    drop(child_end);
+    Ok((spawned, parent_end))
+}
+
+/// Host PIDs of the containers whose namespaces this one shares.
+fn joined_namespaces(state_root: &Path, spec: &ContainerSpec) -> Result<Vec<(String, i32)>, RuntimeError> {
+    let ns = &spec.namespaces;
+    let mut join = Vec::new();
+    for (kind, mode) in [("net", &ns.net), ("pid", &ns.pid), ("ipc", &ns.ipc), ("uts", &ns.uts)] {
+        if let NamespaceMode::Container(name) = mode {
+            let found = state::list(state_root)?;
+            let running =
+                found.iter().filter_map(|f| f.record.as_ref()).find(|r| &r.name == name && r.is_running()).ok_or_else(
+                    || {
+                        RuntimeError::NotFound(format!(
+                            "service {:?}: cannot share the {kind} namespace of container {name}: it is not running",
+                            spec.service
+                        ))
+                    },
+                )?;
+            join.push((kind.to_string(), running.pid));
+        }
+    }
+    Ok(join)
+}

@@ -1,0 +1,142 @@
+//! /proc, /sys and /sys/fs/cgroup inside the container, sysctls, and docker's masked and
+//! read-only kernel paths.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::AsFd;
+
+use nix::fcntl::OFlag;
+use nix::mount::{MsFlags, mount};
+
+use super::path::{Kind, Root, fd_path};
+use super::{Context, Failure, rootfs};
+
+/// Paths docker hides (moby `oci/defaults.go`): a tmpfs over directories, /dev/null over files.
+const MASKED: [&str; 12] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths docker makes read-only.
+const READ_ONLY: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+const NO_SUID_DEV_EXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+
+pub(super) fn mount_proc(root: &Root) -> Result<(), Failure> {
+    let at = root.ensure("/proc", Kind::Dir)?;
+    mount(Some("proc"), fd_path(&at).as_str(), Some("proc"), NO_SUID_DEV_EXEC, None::<&str>)
+        .context(|| "mount /proc".into())
+}
+
+/// Writes namespaced sysctls through the container's /proc (they apply to the namespaces of
+/// the writer, which are the container's).
+pub(super) fn write_sysctls(root: &Root, sysctls: &BTreeMap<String, String>) -> Result<(), Failure> {
+    for (key, value) in sysctls {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let fd = root.open_at(&path, OFlag::O_WRONLY).context(|| format!("sysctl {key}"))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(value.as_bytes()).context(|| format!("sysctl {key}={value}"))?;
+    }
+    Ok(())
+}
+
+/// A read-only sysfs of the container's network namespace, and its cgroups below.
+pub(super) fn mount_sys(root: &Root) -> Result<(), Failure> {
+    let at = root.ensure("/sys", Kind::Dir)?;
+    mount(Some("sysfs"), fd_path(&at).as_str(), Some("sysfs"), NO_SUID_DEV_EXEC | MsFlags::MS_RDONLY, None::<&str>)
+        .context(|| "mount /sys".into())?;
+    mount_cgroups(root)
+}
+
+/// The container's view of its cgroups, read-only: the cgroup namespace makes the container's
+/// own cgroup the root of each hierarchy. On a v2 host one cgroup2 mount; on a v1 or hybrid host
+/// a tmpfs with every hierarchy the host mounts, as docker does.
+fn mount_cgroups(root: &Root) -> Result<(), Failure> {
+    let Some(at) = root.lookup("/sys/fs/cgroup")? else { return Ok(()) };
+    let hierarchies = host_cgroup_mounts();
+    let ro = NO_SUID_DEV_EXEC | MsFlags::MS_RDONLY;
+    if let [(point, fstype, _)] = hierarchies.as_slice()
+        && point == "/sys/fs/cgroup"
+        && fstype == "cgroup2"
+    {
+        return mount(Some("cgroup2"), fd_path(&at).as_str(), Some("cgroup2"), ro, None::<&str>)
+            .context(|| "mount /sys/fs/cgroup".into());
+    }
+    mount(Some("tmpfs"), fd_path(&at).as_str(), Some("tmpfs"), NO_SUID_DEV_EXEC, Some("mode=755"))
+        .context(|| "mount /sys/fs/cgroup".into())?;
+    for (point, fstype, options) in &hierarchies {
+        let Some(name) = point.strip_prefix("/sys/fs/cgroup/") else { continue };
+        let target = format!("/sys/fs/cgroup/{name}");
+        let dir = root.ensure(&target, Kind::Dir)?;
+        let data = (fstype == "cgroup").then_some(options.as_str());
+        mount(Some(fstype.as_str()), fd_path(&dir).as_str(), Some(fstype.as_str()), ro, data)
+            .context(|| format!("mount {target}"))?;
+    }
+    // The host's alias links (cpu -> cpu,cpuacct).
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        let base = root.lookup("/sys/fs/cgroup")?.ok_or_else(|| Failure("/sys/fs/cgroup vanished".into()))?;
+        for entry in entries.flatten() {
+            if let Ok(target) = std::fs::read_link(entry.path()) {
+                let _ = nix::unistd::symlinkat(&target, base.as_fd(), entry.file_name().as_os_str());
+            }
+        }
+    }
+    rootfs::remount_read_only(root, "/sys/fs/cgroup", NO_SUID_DEV_EXEC)
+}
+
+/// (mount point, fstype, super options without rw/ro) of the host's cgroup mounts.
+fn host_cgroup_mounts() -> Vec<(String, String, String)> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    let mut found = Vec::new();
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let point = left.split(' ').nth(4).unwrap_or_default();
+        let mut right = right.split(' ');
+        let fstype = right.next().unwrap_or_default();
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        let options = right.nth(1).unwrap_or_default();
+        let options: Vec<&str> = options.split(',').filter(|o| *o != "rw" && *o != "ro").collect();
+        found.push((point.to_string(), fstype.to_string(), options.join(",")));
+    }
+    found
+}
+
+/// Docker's masked and read-only paths (not for privileged containers).
+pub(super) fn mask(root: &Root) -> Result<(), Failure> {
+    let null = root.lookup("/dev/null")?.ok_or_else(|| Failure("/dev/null is missing".into()))?;
+    for path in MASKED {
+        let Some(at) = root.lookup(path)? else { continue };
+        let is_dir = nix::sys::stat::fstat(&at).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(false);
+        let result = if is_dir {
+            mount(Some("tmpfs"), fd_path(&at).as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+        } else {
+            mount(Some(fd_path(&null).as_str()), fd_path(&at).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        };
+        result.context(|| format!("mask {path}"))?;
+    }
+    for path in READ_ONLY {
+        let Some(at) = root.lookup(path)? else { continue };
+        mount(
+            Some(fd_path(&at).as_str()),
+            fd_path(&at).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .context(|| format!("bind {path}"))?;
+        rootfs::remount_read_only(root, path, NO_SUID_DEV_EXEC)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Paths inside the container's root, resolved as if the root were `/`: an image's symlink
+//! (`/etc/resolv.conf -> /run/...`, or a hostile `/data -> /`) can never lead a mount or a write
+//! outside the root. Everything goes through `openat2(RESOLVE_IN_ROOT)` on a descriptor of
+//! the root, and mounts target `/proc/self/fd/N` of the resolved descriptor.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::{Mode, mkdirat};
+
+use super::{Context, Failure};
+
+/// An open root directory.
+#[derive(Debug)]
+pub(super) struct Root {
+    fd: OwnedFd,
+}
+
+/// What to create at the end of a path that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Dir,
+    File,
+}
+
+impl Root {
+    pub(super) fn open(path: &Path) -> Result<Root, Failure> {
+        let fd = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .context(|| format!("open {}", path.display()))?;
+        Ok(Root { fd })
+    }
+
+    /// Resolves `target` (absolute in the container) to an `O_PATH` descriptor, or `None`.
+    pub(super) fn lookup(&self, target: &str) -> Result<Option<OwnedFd>, Failure> {
+        match self.resolve(relative(target), OFlag::O_PATH) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(Failure(format!("resolve {target}: {e}"))),
+        }
+    }
+
+    /// Resolves `target`, creating missing directories (mode 755) and, when missing, the last
+    /// component as `kind`.
+    pub(super) fn ensure(&self, target: &str, kind: Kind) -> Result<OwnedFd, Failure> {
+        let rel = relative(target);
+        if let Ok(fd) = self.resolve(rel, OFlag::O_PATH) {
+            return Ok(fd);
+        }
+        let mut dir = self.fd.as_fd().try_clone_to_owned().context(|| "dup".into())?;
+        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            let so_far = parts[..=i].join("/");
+            match self.resolve(&so_far, OFlag::O_PATH) {
+                Ok(fd) => dir = fd,
+                Err(Errno::ENOENT) if last && kind == Kind::File => {
+                    let how = OpenHow::new()
+                        .flags(OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+                        .mode(Mode::from_bits_truncate(0o644))
+                        .resolve(ResolveFlag::RESOLVE_IN_ROOT);
+                    drop(openat2(dir.as_fd(), *part, how).context(|| format!("create {target}"))?);
+                    dir = self.resolve(&so_far, OFlag::O_PATH).context(|| format!("open {target}"))?;
+                }
+                Err(Errno::ENOENT) => {
+                    match mkdirat(dir.as_fd(), *part, Mode::from_bits_truncate(0o755)) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(Failure(format!("create {target}: {e}"))),
+                    }
+                    dir = self.resolve(&so_far, OFlag::O_PATH).context(|| format!("open {target}"))?;
+                }
+                Err(e) => return Err(Failure(format!("resolve {target}: {e}"))),
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Opens `target` with `flags` (e.g. `O_RDONLY | O_DIRECTORY`).
+    pub(super) fn open_at(&self, target: &str, flags: OFlag) -> Result<OwnedFd, Failure> {
+        self.resolve(relative(target), flags).context(|| format!("open {target}"))
+    }
+
+    fn resolve(&self, rel: &str, flags: OFlag) -> nix::Result<OwnedFd> {
+        let rel = if rel.is_empty() { "." } else { rel };
+        let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_IN_ROOT);
+        loop {
+            match openat2(self.fd.as_fd(), rel, how) {
+                Err(Errno::EAGAIN | Errno::EINTR) => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+/// `/proc/self/fd/N` for a descriptor: the path a mount can target without re-resolving.
+pub(super) fn fd_path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+fn relative(target: &str) -> &str {
+    target.trim_start_matches('/')
+}

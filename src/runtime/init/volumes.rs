@@ -1,0 +1,138 @@
+//! The init layer's files and the service's volumes, binds and tmpfs mounts.
+
+use std::fs;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use nix::fcntl::{AtFlags, OFlag};
+use nix::mount::{MsFlags, mount};
+
+use super::path::{Kind, Root, fd_path};
+use super::{Context, Failure, rootfs};
+use crate::runtime::spec::{Mount, MountKind};
+use crate::runtime::state::ContainerDirs;
+
+/// /etc/hosts, /etc/hostname and /etc/resolv.conf from the container's own files, mounted
+/// over the image's: the image is never written. An image symlink at one of these paths (to a
+/// systemd-resolved stub, say) is replaced by a file in the container's upper layer first, as
+/// docker's init layer shadows it.
+pub(super) fn init_layer(root: &Root, dirs: &ContainerDirs) -> Result<(), Failure> {
+    drop(root.ensure("/etc", Kind::Dir)?);
+    let etc = root.open_at("/etc", OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+    for name in ["hosts", "hostname", "resolv.conf"] {
+        let is_link = nix::sys::stat::fstatat(etc.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFLNK);
+        if is_link {
+            nix::unistd::unlinkat(etc.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+                .context(|| format!("replace the link /etc/{name}"))?;
+        }
+        let source = dirs.etc().join(name);
+        rootfs::bind(root, &source.to_string_lossy(), &format!("/etc/{name}"), false, Kind::File)?;
+    }
+    Ok(())
+}
+
+pub(super) fn mount_all(root: &Root, mounts: &[Mount]) -> Result<(), Failure> {
+    for m in mounts {
+        match &m.kind {
+            MountKind::Bind { source, create_host_path, propagation } => {
+                if !source.exists() {
+                    if !create_host_path {
+                        return Err(Failure(format!(
+                            "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                            source.display()
+                        )));
+                    }
+                    fs::create_dir_all(source).context(|| format!("create {}", source.display()))?;
+                }
+                let kind = if source.is_dir() { Kind::Dir } else { Kind::File };
+                rootfs::bind(root, &source.to_string_lossy(), &m.target, m.read_only, kind)?;
+                set_propagation(root, &m.target, propagation.as_deref())?;
+            }
+            MountKind::Volume { name, dir, copy_up } => {
+                if *copy_up
+                    && is_empty_dir(dir)
+                    && let Some(image_dir) = root.lookup(&m.target)?
+                {
+                    copy_up_into(Path::new(&fd_path(&image_dir)), dir)
+                        .context(|| format!("copy {} into volume {name}", m.target))?;
+                }
+                rootfs::bind(root, &dir.to_string_lossy(), &m.target, m.read_only, Kind::Dir)?;
+            }
+            MountKind::Tmpfs { size, mode } => {
+                let at = root.ensure(&m.target, Kind::Dir)?;
+                let mut data = format!("mode={:o}", mode.unwrap_or(0o1777));
+                if let Some(size) = size {
+                    data.push_str(&format!(",size={size}"));
+                }
+                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+                if m.read_only {
+                    flags |= MsFlags::MS_RDONLY;
+                }
+                mount(Some("tmpfs"), fd_path(&at).as_str(), Some("tmpfs"), flags, Some(data.as_str()))
+                    .context(|| format!("mount tmpfs at {}", m.target))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_propagation(root: &Root, target: &str, propagation: Option<&str>) -> Result<(), Failure> {
+    let flags = match propagation.unwrap_or("rprivate") {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        other => return Err(Failure(format!("{target}: unknown bind propagation {other:?}"))),
+    };
+    let at = root.lookup(target)?.ok_or_else(|| Failure(format!("{target} vanished")))?;
+    mount(None::<&str>, fd_path(&at).as_str(), None::<&str>, flags, None::<&str>)
+        .context(|| format!("set propagation of {target}"))
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// Docker's copy-up: a new, empty volume gets the image's content at its mount point, with
+/// owners, modes and links kept (links are copied, never followed).
+fn copy_up_into(from: &Path, to: &Path) -> std::io::Result<()> {
+    // `from` is a /proc/self/fd magic link to the resolved directory: follow it.
+    let meta = fs::metadata(from)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    copy_children(from, to)
+}
+
+fn copy_children(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let source = entry.path();
+        let target = to.join(entry.file_name());
+        let meta = fs::symlink_metadata(&source)?;
+        let file_type = meta.file_type();
+        if file_type.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&source)?, &target)?;
+            std::os::unix::fs::lchown(&target, Some(meta.uid()), Some(meta.gid()))?;
+            continue;
+        } else if file_type.is_dir() {
+            fs::create_dir(&target)?;
+            copy_children(&source, &target)?;
+        } else if file_type.is_file() {
+            fs::copy(&source, &target)?;
+        } else {
+            // Devices, fifos and sockets are not data; docker skips them too.
+            continue;
+        }
+        // Owner first: chown clears set-id bits, which the mode then restores.
+        std::os::unix::fs::lchown(&target, Some(meta.uid()), Some(meta.gid()))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! A container's record on disk, so any later berth process (exec, ps, down, the next run
+//! after a crash) can find it, check whether it still runs, and clean up after it.
+//!
+//! Layout, under the state root: `containers/<id>/` holds `upper/` and `work/` (overlayfs),
+//! `rootfs/` (the mount point, only ever mounted inside the container's own mount namespace,
+//! so nothing leaks onto the host when the container dies), `etc/` (the init layer's hosts,
+//! hostname and resolv.conf), `spec.json` and `state.json`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::RuntimeError;
+use super::spec::ContainerSpec;
+
+/// A container's directories on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerDirs {
+    /// `containers/<id>`.
+    pub dir: PathBuf,
+}
+
+impl ContainerDirs {
+    /// The directories of container `id` under `state_root`.
+    pub fn new(state_root: &Path, id: &str) -> Self {
+        ContainerDirs { dir: containers_dir(state_root).join(id) }
+    }
+
+    /// overlayfs upper directory.
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+
+    /// overlayfs work directory.
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    /// Mount point of the root filesystem.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    /// The init layer's files.
+    pub fn etc(&self) -> PathBuf {
+        self.dir.join("etc")
+    }
+
+    /// Creates the directories and writes the init layer's files.
+    pub fn create(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        for dir in [self.upper(), self.work(), self.rootfs(), self.etc()] {
+            fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
+        }
+        let etc = self.etc();
+        for (name, text) in
+            [("hosts", &spec.etc.hosts), ("hostname", &spec.etc.hostname), ("resolv.conf", &spec.etc.resolv_conf)]
+        {
+            let path = etc.join(name);
+            fs::write(&path, text).map_err(|e| RuntimeError::io(&path, e))?;
+        }
+        write_atomic(&self.dir.join("spec.json"), &serde_json::to_vec(spec).unwrap_or_default())
+    }
+
+    /// Removes everything; a directory already gone is fine.
+    pub fn remove(&self) -> Result<(), RuntimeError> {
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RuntimeError::io(&self.dir, e)),
+        }
+    }
+}
+
+/// Where container directories live.
+pub fn containers_dir(state_root: &Path) -> PathBuf {
+    state_root.join("containers")
+}
+
+/// What a running container is, as recorded once its process started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// Container id.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// Project.
+    pub project: String,
+    /// Service.
+    pub service: String,
+    /// Made by `run` rather than `up`.
+    pub oneoff: bool,
+    /// Host PID of the container's PID 1.
+    pub pid: i32,
+    /// That process's start time (clock ticks since boot), so a reused PID is not mistaken for it.
+    pub start_time: u64,
+    /// Unix time of creation, in seconds.
+    pub created: u64,
+}
+
+impl ContainerRecord {
+    /// Writes `state.json`.
+    pub fn save(&self, dirs: &ContainerDirs) -> Result<(), RuntimeError> {
+        write_atomic(&dirs.dir.join("state.json"), &serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Whether the recorded process still runs.
+    pub fn is_running(&self) -> bool {
+        process_start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// One container directory as found on disk.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Its directories.
+    pub dirs: ContainerDirs,
+    /// Its spec, when readable.
+    pub spec: Option<ContainerSpec>,
+    /// Its state, when the process was started.
+    pub record: Option<ContainerRecord>,
+}
+
+/// Every container directory under the state root, newest first.
+pub fn list(state_root: &Path) -> Result<Vec<Found>, RuntimeError> {
+    let root = containers_dir(state_root);
+    let entries = match fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(RuntimeError::io(&root, e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let dirs = ContainerDirs { dir: entry.path() };
+        let spec = fs::read(dirs.dir.join("spec.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let record: Option<ContainerRecord> =
+            fs::read(dirs.dir.join("state.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        found.push(Found { dirs, spec, record });
+    }
+    found.sort_by_key(|f| std::cmp::Reverse(f.record.as_ref().map_or(0, |r| r.created)));
+    Ok(found)
+}
+
+/// The start time of a process (field 22 of /proc/PID/stat), or `None` when it is gone.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RuntimeError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp).map_err(|e| RuntimeError::io(&tmp, e))?;
+    file.write_all(data).map_err(|e| RuntimeError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| RuntimeError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_of_this_process_is_stable_and_of_a_dead_pid_is_none() {
+        let me = std::process::id() as i32;
+        let first = process_start_time(me);
+        assert!(first.is_some());
+        assert_eq!(first, process_start_time(me));
+        assert_eq!(process_start_time(i32::MAX), None);
+    }
+}

@@ -1,0 +1,318 @@
+//! The container runtime through `berth run` and `berth exec`, as root, with the busybox image
+//! the test setup builds from Debian's busybox-static (tests/fixtures/make-images.sh).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+const IMAGE: &str = "berth-test/busybox:latest";
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the runtime tests create namespaces, mounts and cgroups: run them as root (CI does)"
+    );
+}
+
+/// A state root with the busybox image loaded, shared by the tests of this binary.
+fn state_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        require_root();
+        let images = Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-test-images");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-images.sh");
+        let out = Command::new("bash").arg(script).arg(&images).output().unwrap();
+        assert!(out.status.success(), "building the test images failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-runtime-root");
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--root")
+            .arg(&root)
+            .args(["load", "-i"])
+            .arg(images.join("busybox.docker.tar"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "berth load: {}", String::from_utf8_lossy(&out.stderr));
+        root
+    })
+}
+
+/// A project directory with a compose.yaml.
+struct Stack {
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn new(services: &str) -> Stack {
+        let dir = tempfile::Builder::new().prefix("berth-rt-").tempdir().unwrap();
+        let text = format!("services:\n{services}");
+        std::fs::write(dir.path().join("compose.yaml"), text).unwrap();
+        Stack { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.arg("--root").arg(state_root()).arg("-f").arg(self.path().join("compose.yaml")).args(args);
+        cmd
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// `berth run -T SERVICE ARGS...`, which must succeed; its stdout.
+    fn run_ok(&self, service: &str, args: &[&str]) -> String {
+        let out = self.berth(&[&["run", "-T", service], args].concat());
+        assert!(
+            out.status.success(),
+            "berth run {service} {args:?}: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Starts `berth run -T` in the background and waits until `berth exec` reaches it.
+    fn start_background(&self, service: &str, args: &[&str]) -> Child {
+        let child = self
+            .command(&[&["run", "-T", service], args].concat())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut child = child;
+        for _ in 0..400 {
+            if self.berth(&["exec", "-T", service, "true"]).status.success() {
+                return child;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the background container of {service} never became reachable");
+    }
+}
+
+fn service(name: &str, extra: &str) -> String {
+    let mut text = format!("  {name}:\n    image: {IMAGE}\n    pull_policy: never\n");
+    for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+        text.push_str("    ");
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_container_sees_only_its_own_processes_host_name_and_files() {
+    let marker = tempfile::Builder::new().prefix("berth-host-marker-").tempfile().unwrap();
+    let stack = Stack::new(&service("web", "hostname: web-host"));
+    let ps = stack.run_ok("web", &["ps", "-o", "pid,comm"]);
+    let rows: Vec<&str> = ps.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "ps sees only itself: {ps}");
+    assert_eq!(rows[0].split_whitespace().next(), Some("1"), "ps is PID 1: {ps}");
+    assert_eq!(stack.run_ok("web", &["hostname"]).trim(), "web-host");
+    let probe = format!("test -e {} && echo visible || echo invisible", marker.path().display());
+    assert_eq!(stack.run_ok("web", &["sh", "-c", &probe]).trim(), "invisible");
+    let hosts = stack.run_ok("web", &["cat", "/etc/hosts", "/etc/hostname"]);
+    assert!(hosts.contains("localhost") && hosts.contains("web-host"), "{hosts}");
+}
+
+#[test]
+fn kernel_paths_are_masked_and_pid_1_has_only_stdio() {
+    let stack = Stack::new(&service("app", ""));
+    assert_eq!(stack.run_ok("app", &["sh", "-c", "cat /proc/kcore | wc -c"]).trim(), "0");
+    let write = stack.berth(&["run", "-T", "app", "sh", "-c", "echo 1 > /proc/sysrq-trigger"]);
+    assert!(!write.status.success(), "/proc/sysrq-trigger is read-only");
+    let fds = stack.run_ok("app", &["ls", "/proc/1/fd"]);
+    // ls is PID 1 here and holds the directory it lists as fd 3.
+    assert_eq!(fds.split_whitespace().collect::<Vec<_>>(), ["0", "1", "2", "3"], "{fds}");
+    let fds = stack.run_ok("app", &["sh", "-c", "ls /proc/1/fd; true"]);
+    assert_eq!(fds.split_whitespace().collect::<Vec<_>>(), ["0", "1", "2"], "PID 1 (sh) has only stdio: {fds}");
+}
+
+fn cap_eff(stack: &Stack, service: &str) -> String {
+    let status = stack.run_ok(service, &["grep", "CapEff", "/proc/self/status"]);
+    status.split_whitespace().nth(1).unwrap().to_string()
+}
+
+#[test]
+fn capabilities_are_dockers_default_set_and_follow_cap_add_and_cap_drop() {
+    let services = [
+        service("plain", ""),
+        service("added", "cap_add: [NET_ADMIN]"),
+        service("dropped", "cap_drop: [chown]"),
+        service("user", "user: app"),
+    ]
+    .concat();
+    let stack = Stack::new(&services);
+    assert_eq!(cap_eff(&stack, "plain"), "00000000a80425fb", "docker's default set");
+    assert_eq!(cap_eff(&stack, "added"), "00000000a80435fb", "plus CAP_NET_ADMIN (bit 12)");
+    assert_eq!(cap_eff(&stack, "dropped"), "00000000a80425fa", "minus CAP_CHOWN (bit 0)");
+    assert_eq!(cap_eff(&stack, "user"), "0000000000000000", "a non-root user has no effective capabilities");
+    let ids = stack.run_ok("user", &["id"]);
+    assert!(ids.contains("uid=1000(app)") && ids.contains("2000(extra)"), "{ids}");
+}
+
+#[test]
+fn bind_mounts_and_named_volumes() {
+    let stack = Stack::new(
+        &[
+            service("ro", "volumes: ['./data:/data:ro']"),
+            service("rw", "volumes: ['./data:/data', 'cache:/cache', 'seeded:/etc']"),
+            "volumes:\n  cache: {}\n  seeded: {}\n".to_string(),
+        ]
+        .concat(),
+    );
+    let refused = stack.berth(&["run", "-T", "ro", "touch", "/data/x"]);
+    assert!(!refused.status.success(), "a read-only bind refuses writes");
+    assert!(stderr(&refused).contains("Read-only file system"), "{}", stderr(&refused));
+    stack.run_ok("rw", &["sh", "-c", "echo from-container > /data/x; echo kept > /cache/v"]);
+    assert_eq!(std::fs::read_to_string(stack.path().join("data/x")).unwrap(), "from-container\n");
+    assert_eq!(stack.run_ok("rw", &["cat", "/cache/v"]), "kept\n", "a named volume outlives its container");
+    assert!(stack.run_ok("rw", &["cat", "/etc/motd"]).contains("welcome"), "a new volume is seeded from the image");
+}
+
+#[test]
+fn exec_failures_name_the_service() {
+    let stack = Stack::new(&service("svc", ""));
+    let missing = stack.berth(&["run", "-T", "svc", "no-such-binary"]);
+    assert_eq!(missing.status.code(), Some(127));
+    let text = stderr(&missing);
+    assert!(text.contains("\"svc\"") && text.contains("executable file not found"), "{text}");
+    let user = stack.berth(&["run", "-T", "-u", "nosuchuser", "svc", "true"]);
+    assert!(stderr(&user).contains("nosuchuser"), "{}", stderr(&user));
+    let dir = stack.berth(&["run", "-T", "-w", "/etc/passwd", "svc", "true"]);
+    assert!(stderr(&dir).contains("not a directory"), "{}", stderr(&dir));
+    let code = stack.berth(&["run", "-T", "svc", "sh", "-c", "exit 7"]);
+    assert_eq!(code.status.code(), Some(7), "the exit code is relayed");
+}
+
+#[test]
+fn memory_limit_oom_kills_and_is_reported() {
+    let stack = Stack::new(&service("hog", "mem_limit: 16m"));
+    let out = stack.berth(&["run", "-T", "hog", "sh", "-c", "tail /dev/zero"]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert!(stderr(&out).contains("OOMKilled"), "{}", stderr(&out));
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    let stack = Stack::new(&service("bomb", "pids_limit: 20"));
+    // Fork until refused, then count the container's tasks with shell builtins only (a fork
+    // would be refused too).
+    let script = "(i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; \
+                  set -- /proc/[0-9]*; echo $#";
+    let count: usize = stack.run_ok("bomb", &["sh", "-c", script]).trim().parse().unwrap();
+    assert!(count <= 20, "at most 20 tasks, saw {count}");
+}
+
+#[test]
+fn a_cpus_limit_caps_usage() {
+    let stack = Stack::new(&service("spin", "cpus: 0.25"));
+    // Spin for two seconds of wall time, then read the container's own cgroup CPU usage (ns).
+    let script = "timeout 2 sh -c 'while :; do :; done'; cat /sys/fs/cgroup/cpuacct/cpuacct.usage 2>/dev/null \
+                  || sed -n 's/^usage_usec //p' /sys/fs/cgroup/cpu.stat";
+    let out = stack.run_ok("spin", &["sh", "-c", script]);
+    let used: f64 = out.trim().parse().unwrap();
+    let seconds = if used > 1e7 { used / 1e9 } else { used / 1e6 };
+    // A quarter of a CPU for two seconds is 0.5 s; unlimited it would be about 2 s.
+    assert!(seconds < 0.9, "cpus: 0.25 used {seconds:.2} s of CPU in 2 s");
+    assert!(seconds > 0.1, "the loop ran ({seconds:.2} s)");
+}
+
+#[test]
+fn exec_joins_the_container_and_relays_exit_codes() {
+    let stack = Stack::new(&service("srv", "hostname: srv-host\nenvironment: [GREETING=hi]"));
+    let child =
+        stack.start_background("srv", &["sh", "-c", "trap 'echo got TERM; exit 0' TERM; while :; do sleep 0.1; done"]);
+    let out = stack.berth(&["exec", "-T", "srv", "sh", "-c", "echo $GREETING $(hostname); exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hi srv-host");
+    let ps = String::from_utf8(stack.berth(&["exec", "-T", "srv", "ps", "-o", "pid,args"]).stdout).unwrap();
+    let first = ps.lines().nth(1).unwrap_or_default().to_string();
+    assert!(first.trim_start().starts_with("1 ") && first.contains("trap"), "PID 1 is the service's shell: {ps}");
+    // The shell PID 1 traps SIGTERM: berth forwards it.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("got TERM"));
+}
+
+#[test]
+fn exec_and_run_with_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        panic!("`script` (bsdutils) is needed to drive a real pty");
+    }
+    let stack = Stack::new(&service("tty", ""));
+    let cmd = |args: &str| {
+        format!(
+            "{} --root {} -f {} {args}",
+            env!("CARGO_BIN_EXE_berth"),
+            state_root().display(),
+            stack.path().join("compose.yaml").display()
+        )
+    };
+    let out = Command::new("script")
+        .args(["-qec", &cmd("run tty sh -c 'tty; stty size; exit 5'"), "/dev/null"])
+        .stdin(Stdio::piped())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/0"), "a pty of the container's own devpts: {text}");
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    let mut child = stack.start_background("tty", &["sleep", "1000"]);
+    let mut script = Command::new("script")
+        .args(["-qec", &cmd("exec tty sh"), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    script.stdin.take().unwrap().write_all(b"tty; exit 4\n").unwrap();
+    let out = script.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn init_reaps_zombies_and_forwards_signals() {
+    let stack = Stack::new(&service("reaper", "init: true"));
+    // The inner shell exits at once, so its background sleep is re-parented to PID 1 and
+    // becomes a zombie when it ends unless PID 1 reaps it.
+    let script = "sh -c 'sleep 0.2 &'; sleep 1; cat /proc/[0-9]*/stat | awk '{print $3}' | sort | uniq -c";
+    let states = stack.run_ok("reaper", &["sh", "-c", script]);
+    assert!(!states.contains(" Z"), "no zombie left: {states}");
+    let comm = stack.run_ok("reaper", &["cat", "/proc/1/comm"]);
+    assert_eq!(comm.trim(), "init", "berth's init is PID 1");
+    let child = stack
+        .start_background("reaper", &["sh", "-c", "trap 'echo got TERM; exit 0' TERM; while :; do sleep 0.1; done"]);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("got TERM"), "init forwarded SIGTERM");
+}
+
+#[test]
+fn read_only_root_and_tmpfs() {
+    let stack = Stack::new(&service("ro", "read_only: true\ntmpfs: ['/scratch:size=1m']"));
+    let out = stack.berth(&["run", "-T", "ro", "touch", "/x"]);
+    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+    stack.run_ok("ro", &["sh", "-c", "echo ok > /scratch/f && echo ok > /tmp/f 2>/dev/null || true"]);
+    let df = stack.run_ok("ro", &["df", "-k", "/scratch"]);
+    assert!(df.contains("1024"), "a 1 MiB tmpfs: {df}");
+    assert!(stack.run_ok("ro", &["cat", "/etc/resolv.conf"]).len() < 4096);
+}

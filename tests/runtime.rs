@@ -110,6 +110,16 @@ fn service(name: &str, extra: &str) -> String {
     text
 }
 
+/// A PID 1 that ends on SIGTERM (busybox `sleep` as PID 1 would ignore it).
+const TERMINABLE: &str = "trap 'echo got TERM; exit 0' TERM; while :; do sleep 0.1; done";
+
+/// Ends a background `berth run` the way a user would: SIGTERM, which berth forwards; then
+/// berth removes the container.
+fn stop(child: Child) -> Output {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -235,8 +245,7 @@ fn a_cpus_limit_caps_usage() {
 #[test]
 fn exec_joins_the_container_and_relays_exit_codes() {
     let stack = Stack::new(&service("srv", "hostname: srv-host\nenvironment: [GREETING=hi]"));
-    let child =
-        stack.start_background("srv", &["sh", "-c", "trap 'echo got TERM; exit 0' TERM; while :; do sleep 0.1; done"]);
+    let child = stack.start_background("srv", &["sh", "-c", TERMINABLE]);
     let out = stack.berth(&["exec", "-T", "srv", "sh", "-c", "echo $GREETING $(hostname); exit 3"]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hi srv-host");
@@ -244,8 +253,7 @@ fn exec_joins_the_container_and_relays_exit_codes() {
     let first = ps.lines().nth(1).unwrap_or_default().to_string();
     assert!(first.trim_start().starts_with("1 ") && first.contains("trap"), "PID 1 is the service's shell: {ps}");
     // The shell PID 1 traps SIGTERM: berth forwards it.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = stop(child);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("got TERM"));
 }
@@ -272,7 +280,7 @@ fn exec_and_run_with_a_terminal() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/0"), "a pty of the container's own devpts: {text}");
     assert_eq!(out.status.code(), Some(5), "{text}");
-    let mut child = stack.start_background("tty", &["sleep", "1000"]);
+    let child = stack.start_background("tty", &["sh", "-c", TERMINABLE]);
     let mut script = Command::new("script")
         .args(["-qec", &cmd("exec tty sh"), "/dev/null"])
         .stdin(Stdio::piped())
@@ -284,8 +292,7 @@ fn exec_and_run_with_a_terminal() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/"), "{text}");
     assert_eq!(out.status.code(), Some(4), "{text}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    stop(child);
 }
 
 #[test]
@@ -298,10 +305,8 @@ fn init_reaps_zombies_and_forwards_signals() {
     assert!(!states.contains(" Z"), "no zombie left: {states}");
     let comm = stack.run_ok("reaper", &["cat", "/proc/1/comm"]);
     assert_eq!(comm.trim(), "init", "berth's init is PID 1");
-    let child = stack
-        .start_background("reaper", &["sh", "-c", "trap 'echo got TERM; exit 0' TERM; while :; do sleep 0.1; done"]);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let child = stack.start_background("reaper", &["sh", "-c", TERMINABLE]);
+    let out = stop(child);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("got TERM"), "init forwarded SIGTERM");
 }

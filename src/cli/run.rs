@@ -26,21 +26,11 @@ pub struct RunArgs {
     /// Container name. Default: `<project>-<service>-run-<id>`.
     #[arg(long)]
     pub name: Option<String>,
-    /// Set an environment variable (`KEY=VALUE`, or `KEY` to take it from this environment).
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
-    /// Run as this user (`name`, `uid`, `name:group`, `uid:gid`).
-    #[arg(short = 'u', long)]
-    pub user: Option<String>,
-    /// Working directory inside the container.
-    #[arg(short = 'w', long)]
-    pub workdir: Option<String>,
+    #[command(flatten)]
+    pub process: ProcessFlags,
     /// Override the image's entrypoint (a command line, split like a shell would).
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Disable pseudo-TTY allocation (default: a TTY when stdin is a terminal).
-    #[arg(short = 'T', long = "no-TTY")]
-    pub no_tty: bool,
     /// Keep stdin attached (the default, as in compose).
     #[arg(short = 'i', long, default_value_t = true)]
     pub interactive: bool,
@@ -51,21 +41,28 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// `berth exec`.
+/// Flags `run` and `exec` share.
 #[derive(Debug, clap::Args)]
-pub struct ExecArgs {
-    /// Disable pseudo-TTY allocation (default: a TTY when stdin is a terminal).
-    #[arg(short = 'T', long = "no-TTY")]
-    pub no_tty: bool,
+pub struct ProcessFlags {
     /// Set an environment variable (`KEY=VALUE`, or `KEY` to take it from this environment).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// Run as this user.
+    /// Run as this user (`name`, `uid`, `name:group`, `uid:gid`).
     #[arg(short = 'u', long)]
     pub user: Option<String>,
     /// Working directory inside the container.
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
+    /// Disable pseudo-TTY allocation (default: a TTY when stdin is a terminal).
+    #[arg(short = 'T', long = "no-TTY")]
+    pub no_tty: bool,
+}
+
+/// `berth exec`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub process: ProcessFlags,
     /// Give the process every capability.
     #[arg(long)]
     pub privileged: bool,
@@ -120,16 +117,16 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
     })?;
     let store = Store::open(&root).map_err(failure)?;
     let image = prepare_image(&store, &args.service, &image_name, service.pull_policy.as_deref())?;
-    let tty = !args.no_tty && std::io::stdin().is_terminal();
+    let tty = !args.process.no_tty && std::io::stdin().is_terminal();
     let overrides = RunOverrides {
         command: (!args.command.is_empty()).then(|| args.command.clone()),
         entrypoint: match &args.entrypoint {
             Some(text) => Some(shell_words::split(text).map_err(|e| invalid(anyhow!("--entrypoint: {e}")))?),
             None => None,
         },
-        env: args.env.clone(),
-        user: args.user.clone(),
-        workdir: args.workdir.clone(),
+        env: args.process.env.clone(),
+        user: args.process.user.clone(),
+        workdir: args.process.workdir.clone(),
         tty: Some(tty),
         interactive: args.interactive,
         name: args.name.clone(),
@@ -181,10 +178,10 @@ pub(super) fn exec(global: &GlobalOptions, args: &ExecArgs, spawner: &Spawner) -
     let root = global.state_root();
     let loaded = load_project(&global.project_options())?;
     let target = exec::find(&root, &loaded.project.name, &args.service, args.index).map_err(failure)?;
-    let tty = !args.no_tty && std::io::stdin().is_terminal();
+    let tty = !args.process.no_tty && std::io::stdin().is_terminal();
     let base = &target.spec.process;
     let mut env = base.env.clone();
-    for item in &args.env {
+    for item in &args.process.env {
         let (key, value) = match item.split_once('=') {
             Some((k, v)) => (k.to_string(), v.to_string()),
             None => match std::env::var(item) {
@@ -200,9 +197,9 @@ pub(super) fn exec(global: &GlobalOptions, args: &ExecArgs, spawner: &Spawner) -
     let process = Process {
         args: args.command.clone(),
         env,
-        user: args.user.clone().unwrap_or_else(|| base.user.clone()),
+        user: args.process.user.clone().unwrap_or_else(|| base.user.clone()),
         additional_groups: base.additional_groups.clone(),
-        cwd: args.workdir.clone().unwrap_or_else(|| base.cwd.clone()),
+        cwd: args.process.workdir.clone().unwrap_or_else(|| base.cwd.clone()),
         tty,
         stdin_open: true,
         capabilities,

@@ -107,20 +107,8 @@ impl Container {
 
     fn handshake(&mut self, socket: std::os::fd::BorrowedFd<'_>) -> Result<(), RuntimeError> {
         self.cgroup.add_process(self.pid)?;
-        sync::send_json(socket, &ToChild::Go, &[]).map_err(|e| RuntimeError::sys("start the container", e))?;
-        loop {
-            match sync::recv_json::<FromChild>(socket).map_err(|e| RuntimeError::sys("container handshake", e))? {
-                None => return Ok(()),
-                Some((FromChild::Pty, mut fds)) => self.pty = fds.pop(),
-                Some((FromChild::Failed { message }, _)) => {
-                    return Err(RuntimeError::Start {
-                        service: self.spec.service.clone(),
-                        container: self.spec.name.clone(),
-                        message,
-                    });
-                }
-            }
-        }
+        self.pty = go(socket, &self.spec.service, &self.spec.name)?;
+        Ok(())
     }
 
     /// Waits for the container's PID 1 to exit.
@@ -149,6 +137,26 @@ impl Container {
         }
         self.cgroup.remove()?;
         self.dirs.remove()
+    }
+}
+
+/// Tells a process being set up to go on and waits until it execs: its pty master when it
+/// made one, or the failure it reported, as an error naming the service and container.
+pub(crate) fn go(
+    socket: std::os::fd::BorrowedFd<'_>,
+    service: &str,
+    container: &str,
+) -> Result<Option<OwnedFd>, RuntimeError> {
+    sync::send_json(socket, &ToChild::Go, &[]).map_err(|e| RuntimeError::sys(format!("start {container}"), e))?;
+    let mut pty = None;
+    loop {
+        match sync::recv_json::<FromChild>(socket).map_err(|e| RuntimeError::sys(format!("start {container}"), e))? {
+            None => return Ok(pty),
+            Some((FromChild::Pty, mut fds)) => pty = fds.pop(),
+            Some((FromChild::Failed { message }, _)) => {
+                return Err(RuntimeError::Start { service: service.into(), container: container.into(), message });
+            }
+        }
     }
 }
 

@@ -8,11 +8,11 @@ use std::path::Path;
 
 use super::RuntimeError;
 use super::cgroups::ContainerCgroup;
-use super::container::{ExitStatus, wait_pidfd};
+use super::container::{ExitStatus, go, wait_pidfd};
 use super::spawner::Spawner;
 use super::spec::{ContainerSpec, Process};
 use super::state::{self, ContainerRecord};
-use super::sync::{self, ExecRequest, FromChild, ToChild};
+use super::sync::{self, ExecRequest};
 
 /// A running container as found on disk.
 #[derive(Debug, Clone)]
@@ -82,23 +82,11 @@ pub fn start(
     let spawned = spawner.exec(request, &fds)?;
     drop(child_end);
     let mut started = ExecProcess { pid: spawned.pid, pidfd: spawned.pidfd, pty: None };
-    let handshake = (|| {
-        cgroup.add_process(started.pid)?;
-        sync::send_json(parent_end.as_fd(), &ToChild::Go, &[]).map_err(|e| RuntimeError::sys("start exec", e))?;
-        loop {
-            match sync::recv_json::<FromChild>(parent_end.as_fd()).map_err(|e| RuntimeError::sys("exec", e))? {
-                None => return Ok(()),
-                Some((FromChild::Pty, mut fds)) => started.pty = fds.pop(),
-                Some((FromChild::Failed { message }, _)) => {
-                    return Err(RuntimeError::Start {
-                        service: target.spec.service.clone(),
-                        container: target.record.name.clone(),
-                        message,
-                    });
-                }
-            }
-        }
-    })();
+    let handshake = cgroup
+        .add_process(started.pid)
+        .map_err(RuntimeError::from)
+        .and_then(|()| go(parent_end.as_fd(), &target.spec.service, &target.record.name))
+        .map(|pty| started.pty = pty);
     if let Err(e) = handshake {
         let _ = super::container::send_signal(&started.pidfd, nix::sys::signal::Signal::SIGKILL);
         let _ = started.wait();

@@ -17,18 +17,23 @@ if [ -n "$need" ]; then
 fi
 # crun refuses a hybrid cgroup host whose v2 tree still offers a controller (hugetlb here): mount
 # such controllers as v1 hierarchies, as ../shared/bench/setup.sh does.
+# The mounts are undone at exit, so the machine is left as it was.
+mounted=""
 if [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
   for c in $(cat /sys/fs/cgroup/unified/cgroup.controllers); do
     if ! mountpoint -q "/sys/fs/cgroup/$c"; then
       mkdir -p "/sys/fs/cgroup/$c" && mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"
+      mounted="$mounted /sys/fs/cgroup/$c"
     fi
   done
 fi
+undo_mounts() { for m in $mounted; do umount "$m" && rmdir "$m"; done; }
+trap undo_mounts EXIT
 cargo build --release --quiet
 images=target/bench-images
 bash tests/fixtures/make-images.sh "$images"
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; undo_mounts' EXIT
 root="$work/root"
 target/release/berth --root "$root" load -i "$images/busybox.docker.tar" >/dev/null
 

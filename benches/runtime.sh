@@ -2,14 +2,15 @@
 # create + start + wait + delete of a busybox `true` container, berth against crun in the same run:
 #   berth run --rm -T t          (a compose service; berth loads the stack file too)
 #   crun run --bundle B ID       (an OCI bundle of the same busybox rootfs, crun's default namespaces)
-# Prints hyperfine's table and the ratio berth/crun of the medians. Run as root:
+# The two alternate run by run (benches/interleave.py); prints medians, p10/p90 and the ratio
+# berth/crun of the medians. Run as root:
 #   bash benches/runtime.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 need=""
-for pkg in crun hyperfine umoci skopeo busybox-static python3; do
+for pkg in crun umoci skopeo busybox-static python3; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
@@ -63,11 +64,4 @@ berth_cmd="target/release/berth --root $root -f $work/stack/compose.yaml run --r
 crun_cmd="crun --cgroup-manager=cgroupfs run --bundle $work/bundle berth-bench-$$"
 $berth_cmd
 $crun_cmd
-hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/result.json" \
-  -n berth "$berth_cmd" -n crun "$crun_cmd"
-python3 - "$work/result.json" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-b, c = r["berth"]["median"] * 1000, r["crun"]["median"] * 1000
-print(f"median: berth {b:.1f} ms, crun {c:.1f} ms, ratio berth/crun {b / c:.2f}")
-PY
+python3 benches/interleave.py "$runs" berth "$berth_cmd" crun "$crun_cmd"

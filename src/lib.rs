@@ -9,3 +9,4 @@ pub mod image;
 pub mod plan;
 pub mod runtime;
 pub mod spec;
+pub mod timing;

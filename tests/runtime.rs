@@ -321,3 +321,54 @@ fn read_only_root_and_tmpfs() {
     assert!(df.contains("1024"), "a 1 MiB tmpfs: {df}");
     assert!(stack.run_ok("ro", &["cat", "/etc/resolv.conf"]).len() < 4096);
 }
+
+#[test]
+fn pause_unpause_top_and_stats() {
+    let stack = Stack::new(&service("worker", ""));
+    let child = stack.start_background("worker", &["sh", "-c", TERMINABLE]);
+    let out = |args: &[&str]| {
+        let out = stack.berth(args);
+        assert!(out.status.success(), "berth {args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = out(&["top"]);
+    assert!(
+        top.lines().next().unwrap().contains("-worker-run-"),
+        "a one-off is named <project>-<service>-run-<id>: {top}"
+    );
+    assert!(top.lines().nth(1).unwrap().starts_with("UID") && top.contains("trap"), "{top}");
+    let stats = out(&["stats", "--no-stream", "worker"]);
+    let row = stats.lines().nth(1).unwrap_or_default().to_string();
+    assert!(stats.starts_with("CONTAINER ID") && row.contains("-worker-run-"), "{stats}");
+    let pids: u64 = row.split_whitespace().last().unwrap().parse().unwrap();
+    assert!((1..=3).contains(&pids), "the shell and at most a sleep or two: {stats}");
+
+    out(&["pause"]);
+    assert!(is_frozen(&stack), "pause froze the container");
+    out(&["unpause", "worker"]);
+    assert!(!is_frozen(&stack), "unpause thawed it");
+    assert!(stack.berth(&["exec", "-T", "worker", "true"]).status.success(), "the container runs again");
+    let unknown = stack.berth(&["top", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stop(child).status.success());
+}
+
+/// Whether the stack's only running container is frozen: v1 `freezer.state`, or v2
+/// `cgroup.events` on a host without v1 controllers.
+fn is_frozen(stack: &Stack) -> bool {
+    let project = stack.path().file_name().and_then(|n| n.to_str()).unwrap().to_lowercase();
+    for entry in std::fs::read_dir(state_root().join("containers")).unwrap().flatten() {
+        let Ok(state) = std::fs::read_to_string(entry.path().join("state.json")) else { continue };
+        if !state.contains(&format!("\"project\":\"{project}\"")) {
+            continue;
+        }
+        let id = entry.file_name().into_string().unwrap();
+        let v1 = format!("/sys/fs/cgroup/freezer/berth/{id}/freezer.state");
+        if let Ok(text) = std::fs::read_to_string(&v1) {
+            return text.trim() == "FROZEN";
+        }
+        let events = std::fs::read_to_string(format!("/sys/fs/cgroup/berth/{id}/cgroup.events")).unwrap();
+        return events.lines().any(|l| l == "frozen 1");
+    }
+    panic!("no running container of the stack");
+}

@@ -2,8 +2,10 @@
 //! errors to exit codes (2 for a bad stack file or bad usage, 1 for anything else).
 
 mod config;
+mod container;
 mod graph;
 mod image;
+mod procs;
 mod run;
 
 use std::io::Write;
@@ -76,6 +78,14 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run a command in a running container of a service.
     Exec(run::ExecArgs),
+    /// Pause the running containers of services (cgroup freezer).
+    Pause(container::PauseArgs),
+    /// Resume paused containers.
+    Unpause(container::PauseArgs),
+    /// Show the containers' CPU, memory and process counts.
+    Stats(container::StatsArgs),
+    /// Show the processes running in the containers.
+    Top(container::TopArgs),
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -110,6 +120,7 @@ impl GlobalOptions {
                 .filter(|p| !p.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            schema_cache: Some(self.state_root().join("cache/valid-stacks")),
             ..ProjectOptions::from_process()
         }
     }
@@ -138,6 +149,7 @@ impl From<std::io::Error> for Failure {
 
 /// Parses the process's arguments and runs the command.
 pub fn run() -> ExitCode {
+    crate::timing::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -159,7 +171,9 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
     // Commands that make processes in containers fork the spawner first, while berth still
     // has a single thread.
     if let Command::Run(_) | Command::Exec(_) = &cli.command {
+        crate::timing::phase("parsed");
         let spawner = crate::runtime::spawner::Spawner::start().map_err(|e| Failure { code: 1, error: e.into() })?;
+        crate::timing::phase("spawner");
         return match &cli.command {
             Command::Run(args) => run::run(&cli.global, args, &spawner),
             Command::Exec(args) => run::exec(&cli.global, args, &spawner),
@@ -179,6 +193,10 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Images(args) => image::images(&cli.global, &args),
         Command::Rmi(args) => image::rmi(&cli.global, &args),
         Command::Image(cmd) => image::dispatch(&cli.global, cmd),
+        Command::Pause(args) => container::pause(&cli.global, &args, true),
+        Command::Unpause(args) => container::pause(&cli.global, &args, false),
+        Command::Stats(args) => container::stats(&cli.global, &args),
+        Command::Top(args) => container::top(&cli.global, &args),
         Command::Run(_) | Command::Exec(_) => Ok(()),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();

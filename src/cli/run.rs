@@ -104,7 +104,9 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
     let forwarded = block_forwarded_signals()?;
     let root = global.state_root();
     clean_stale(&root);
+    crate::timing::phase("clean_stale");
     let loaded = load_project(&global.project_options())?;
+    crate::timing::phase("load");
     let project = &loaded.project;
     let service = project.services.get(&args.service).ok_or_else(|| {
         let hint = crate::graph::did_you_mean(&args.service, project.services.keys().map(String::as_str))
@@ -117,6 +119,7 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
     })?;
     let store = Store::open(&root).map_err(failure)?;
     let image = prepare_image(&store, &args.service, &image_name, service.pull_policy.as_deref())?;
+    crate::timing::phase("image");
     let tty = !args.process.no_tty && std::io::stdin().is_terminal();
     let overrides = RunOverrides {
         command: (!args.command.is_empty()).then(|| args.command.clone()),
@@ -129,7 +132,11 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
         workdir: args.process.workdir.clone(),
         tty: Some(tty),
         interactive: args.interactive,
-        name: args.name.clone(),
+        // compose names one-off containers <project>-<service>-run-<12 hex digits>.
+        name: Some(match &args.name {
+            Some(name) => name.clone(),
+            None => format!("{}-{}-run-{}", project.name, args.service, plan::random_hex(6).map_err(invalid)?),
+        }),
         index: 1,
     };
     let layer_links = image
@@ -151,11 +158,13 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
         host_hostname: &host_hostname,
     };
     let spec = plan::container_spec(&ctx, service, &overrides).map_err(invalid)?;
+    crate::timing::phase("plan");
     let stdio = (!tty).then_some([0, 1, 2]);
     let options = StartOptions { stdio, die_with_parent: true, oneoff: true };
     // The image must not be pruned while the container runs from its layers.
     let _in_use = store.gc_lock(false).map_err(failure)?;
     let mut container = Container::start(spawner, &root, spec, options).map_err(start_failure)?;
+    crate::timing::phase("started");
     let status = match container.pty.take() {
         Some(master) => {
             let relayed = pty::relay(&master);
@@ -165,10 +174,12 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
         }
         None => wait_forwarding(&container.pidfd, &forwarded, |s| container.signal(s)).and_then(|()| container.wait()),
     };
+    crate::timing::phase("exited");
     let status = status.map_err(failure);
     let removed = container.destroy().map_err(failure);
     let status = status?;
     removed?;
+    crate::timing::phase("removed");
     report_exit(&status);
     Ok(exit_code(&status))
 }

@@ -65,23 +65,28 @@ impl Container {
     ) -> Result<Container, RuntimeError> {
         let dirs = ContainerDirs::new(state_root, &spec.id);
         let join = joined_namespaces(state_root, &spec)?;
-        let made = prepare(&dirs, &spec);
-        let cgroup = match made.and_then(|()| Ok(ContainerCgroup::create(&spec.id, &spec.resources)?)) {
+        prepare(&dirs, &spec).inspect_err(|_| {
+            let _ = dirs.remove();
+        })?;
+        crate::timing::phase("dirs");
+        // The child builds its root while this process makes its cgroup.
+        let (spawned, parent_end) = spawn(spawner, &spec, &dirs, join, options).inspect_err(|_| {
+            let _ = dirs.remove();
+        })?;
+        crate::timing::phase("spawned");
+        let cgroup = match ContainerCgroup::create(&spec.id, &spec.resources) {
             Ok(cgroup) => cgroup,
             Err(e) => {
+                let _ = send_signal(&spawned.pidfd, Signal::SIGKILL);
+                let _ = wait_pidfd(&spawned.pidfd);
                 let _ = dirs.remove();
-                return Err(e);
+                return Err(e.into());
             }
         };
-        let spawned = spawn(spawner, &spec, &dirs, join, options);
-        let (spawned, parent_end) = match spawned {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = cgroup.remove();
-                let _ = dirs.remove();
-                return Err(e);
-            }
-        };
+        // Starts the attach lock's grace period now, so it runs alongside the child's setup
+        // (see `cgroups::prime`).
+        super::cgroups::prime_attach_lock();
+        crate::timing::phase("cgroup created");
         let mut container =
             Container { spec, dirs, pid: spawned.pid, pidfd: spawned.pidfd, cgroup, pty: None, exit: None };
         match container.handshake(parent_end.as_fd()) {
@@ -106,7 +111,12 @@ impl Container {
     }
 
     fn handshake(&mut self, socket: std::os::fd::BorrowedFd<'_>) -> Result<(), RuntimeError> {
-        self.cgroup.add_process(self.pid)?;
+        // The process builds its root meanwhile; if that failed, it may be gone already and
+        // its own report says more than the cgroup's ESRCH.
+        if let Err(e) = self.cgroup.add_process(self.pid) {
+            return Err(reported_failure(socket, &self.spec.service, &self.spec.name).unwrap_or(e.into()));
+        }
+        crate::timing::phase("cgroup joined");
         self.pty = go(socket, &self.spec.service, &self.spec.name)?;
         Ok(())
     }
@@ -135,8 +145,17 @@ impl Container {
             let _ = send_signal(&self.pidfd, Signal::SIGKILL);
             let _ = self.wait();
         }
-        self.cgroup.remove()?;
-        self.dirs.remove()
+        // Two independent removals of about a millisecond each (rmdir in ten cgroup
+        // hierarchies; the directory tree, whose freed blocks the filesystem may discard
+        // synchronously): side by side.
+        let (cgroup, dirs) = std::thread::scope(|scope| {
+            let dirs = scope.spawn(|| self.dirs.remove());
+            let cgroup = self.cgroup.remove();
+            (cgroup, dirs.join())
+        });
+        crate::timing::phase("cgroup removed");
+        cgroup?;
+        dirs.unwrap_or_else(|_| Err(RuntimeError::sys("remove the container's directories", nix::Error::EIO)))
     }
 }
 
@@ -147,7 +166,10 @@ pub(crate) fn go(
     service: &str,
     container: &str,
 ) -> Result<Option<OwnedFd>, RuntimeError> {
-    sync::send_json(socket, &ToChild::Go, &[]).map_err(|e| RuntimeError::sys(format!("start {container}"), e))?;
+    if let Err(e) = sync::send_json(socket, &ToChild::Go, &[]) {
+        return Err(reported_failure(socket, service, container)
+            .unwrap_or_else(|| RuntimeError::sys(format!("start {container}"), e)));
+    }
     let mut pty = None;
     loop {
         match sync::recv_json::<FromChild>(socket).map_err(|e| RuntimeError::sys(format!("start {container}"), e))? {
@@ -157,6 +179,20 @@ pub(crate) fn go(
                 return Err(RuntimeError::Start { service: service.into(), container: container.into(), message });
             }
         }
+    }
+}
+
+/// The failure a process being set up already reported, if one is waiting on the socket.
+fn reported_failure(socket: std::os::fd::BorrowedFd<'_>, service: &str, container: &str) -> Option<RuntimeError> {
+    let mut poll = [nix::poll::PollFd::new(socket, nix::poll::PollFlags::POLLIN)];
+    if nix::poll::poll(&mut poll, nix::poll::PollTimeout::ZERO).ok()? == 0 {
+        return None;
+    }
+    match sync::recv_json::<FromChild>(socket) {
+        Ok(Some((FromChild::Failed { message }, _))) => {
+            Some(RuntimeError::Start { service: service.into(), container: container.into(), message })
+        }
+        _ => None,
     }
 }
 

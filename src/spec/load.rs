@@ -12,7 +12,7 @@ use super::interpolate::{InterpolationError, interpolate};
 use super::merge::{self, Scope};
 use super::model::Project;
 use super::normalize::{self, ProfileSelection};
-use super::schema::{Schema, pointer_to_yaml_path};
+use super::schema::{self, Schema, pointer_to_yaml_path};
 use super::yaml::{self, Node, Value};
 use super::{dotenv, naming, paths, validate};
 
@@ -44,6 +44,9 @@ pub struct ProjectOptions {
     pub os_env: BTreeMap<String, String>,
     /// The text of `-f -` (standard input), read by the caller.
     pub stdin: Option<String>,
+    /// A file recording documents that passed the schema (see [`super::schema::cache`]);
+    /// `None` validates every time.
+    pub schema_cache: Option<PathBuf>,
 }
 
 /// The name `-f -` stands for in file lists and error messages.
@@ -137,13 +140,24 @@ pub fn load(opts: &ProjectOptions) -> Result<Loaded, LoadError> {
     merge::enforce_unicity(&mut doc, Scope::Document);
 
     let json = doc.to_json();
-    check_schema(&doc, &json)?;
+    let cache_key = opts.schema_cache.as_ref().map(|file| (file, schema::cache::key(&json)));
+    let ignored = match cache_key.as_ref().and_then(|(file, key)| schema::cache::lookup(file, key)) {
+        Some(ignored) => ignored,
+        None => {
+            check_schema(&doc, &json)?;
+            let ignored = Schema::compiled().unsupported_keys(&json);
+            if let Some((file, key)) = &cache_key {
+                schema::cache::insert(file, key, &ignored);
+            }
+            ignored
+        }
+    };
     let mut warnings = loader.warnings;
     warnings.extend(loader.unset.iter().map(|v| Warning {
         location: None,
         message: format!("the {v:?} variable is not set; defaulting to a blank string"),
     }));
-    warnings.extend(unsupported_key_warnings(&doc, &json));
+    warnings.extend(unsupported_key_warnings(&doc, &ignored));
     if let Some(version) = doc.get("version") {
         warnings.push(Warning {
             location: Some(version.location.clone()),
@@ -642,14 +656,13 @@ fn check_schema(doc: &Node, json: &serde_json::Value) -> Result<(), LoadError> {
     Err(LoadError { errors })
 }
 
-fn unsupported_key_warnings(doc: &Node, json: &serde_json::Value) -> Vec<Warning> {
+fn unsupported_key_warnings(doc: &Node, ignored: &[String]) -> Vec<Warning> {
     let mut seen = BTreeSet::new();
-    Schema::compiled()
-        .unsupported_keys(json)
-        .into_iter()
+    ignored
+        .iter()
         .filter_map(|pointer| {
-            let node = doc.locate(&pointer);
-            let key = pointer_to_yaml_path(&pointer);
+            let node = doc.locate(pointer);
+            let key = pointer_to_yaml_path(pointer);
             // One warning per key name per section, not one per service.
             let short = pointer.rsplit('/').next().unwrap_or_default().to_owned();
             seen.insert(short).then(|| Warning {

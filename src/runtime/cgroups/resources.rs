@@ -1,7 +1,7 @@
 //! berth's [`Resources`] as the OCI `LinuxResources` libcgroups applies, with the controllers
 //! each limit needs so a missing one is reported by the key that asked for it.
 
-use oci_spec::runtime::{LinuxCpu, LinuxDeviceCgroupBuilder, LinuxMemory, LinuxPids, LinuxResources};
+use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 
 use super::CgroupError;
 use crate::runtime::spec::Resources;
@@ -123,16 +123,6 @@ pub(super) fn plan(r: &Resources) -> Result<Plan, CgroupError> {
         linux.set_pids(Some(pids));
         need("pids", "pids_limit");
     }
-
-    // Docker's device policy: deny every device, then libcgroups adds the same allow list docker
-    // uses (null, zero, full, random, urandom, tty, console, ptmx, pts, tun, and mknod of any
-    // node). Without it CAP_MKNOD would let a container make and open the host's disks.
-    let deny_all = LinuxDeviceCgroupBuilder::default()
-        .allow(false)
-        .access("rwm")
-        .build()
-        .map_err(|_| invalid("devices", "a", "cannot be expressed"))?;
-    linux.set_devices(Some(vec![deny_all]));
 
     Ok(Plan { linux, needs })
 }

@@ -1,10 +1,16 @@
 //! The v1 side: `berth/<id>` in each controller hierarchy, limits and freezing through
 //! libcgroups' v1 manager.
+//!
+//! Building that manager costs about a millisecond (it parses /proc/self/mountinfo and
+//! /proc/self/cgroup again for each of its twelve controllers), which is a tenth of a whole
+//! container run. So the hot path — making the directories, the device policy, joining,
+//! removing — is plain file work here, and the manager is built, once per container, only for
+//! what has logic behind it: limits, freezing, statistics.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use libcgroups::common::{CgroupManager, ControllerOpt, FreezerState};
-use libcgroups::v1::ControllerType;
 use libcgroups::v1::manager::Manager;
 use oci_spec::runtime::LinuxResources;
 
@@ -19,26 +25,70 @@ const CPUSET_FILES: [&str; 2] = ["cpuset.cpus", "cpuset.mems"];
 /// The v1 memsw file; absent when the kernel does no swap accounting.
 const MEMSW_LIMIT: &str = "memory.memsw.limit_in_bytes";
 
+/// The controllers libcgroups' v1 manager knows, by their kernel names.
+const CONTROLLERS: [&str; 12] = [
+    "blkio",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "freezer",
+    "hugetlb",
+    "memory",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "pids",
+];
+
+/// Docker's device policy (moby `oci/devices_linux.go`, runc's allowed list): no device at
+/// all, then mknod of any node, and read/write of null, zero, full, random, urandom, tty,
+/// console, ptmx, the pts and tun. Without it CAP_MKNOD would let a container make and open the
+/// host's disks.
+const DEVICE_RULES: [(&str, &str); 13] = [
+    ("devices.deny", "a *:* rwm"),
+    ("devices.allow", "c *:* m"),
+    ("devices.allow", "b *:* m"),
+    ("devices.allow", "c 1:3 rwm"),
+    ("devices.allow", "c 1:5 rwm"),
+    ("devices.allow", "c 1:7 rwm"),
+    ("devices.allow", "c 1:8 rwm"),
+    ("devices.allow", "c 1:9 rwm"),
+    ("devices.allow", "c 5:0 rwm"),
+    ("devices.allow", "c 5:1 rwm"),
+    ("devices.allow", "c 5:2 rwm"),
+    ("devices.allow", "c 136:* rwm"),
+    ("devices.allow", "c 10:200 rwm"),
+];
+
 /// A container's cgroup in the v1 hierarchies.
-#[derive(Debug)]
 pub(super) struct V1Cgroup {
     /// `berth/<id>`, relative to each controller's mount point.
     relative: PathBuf,
     /// Each mounted controller libcgroups knows and its `<mount>/berth/<id>` (co-mounted
-    /// controllers share a directory).
-    dirs: Vec<(ControllerType, PathBuf)>,
+    /// controllers share a directory), by controller name.
+    dirs: Vec<(&'static str, PathBuf)>,
+    /// libcgroups' manager, built on first use.
+    manager: OnceLock<Manager>,
+}
+
+impl std::fmt::Debug for V1Cgroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("V1Cgroup").field("relative", &self.relative).field("dirs", &self.dirs).finish_non_exhaustive()
+    }
 }
 
 impl V1Cgroup {
     /// The cgroup's paths in every mounted controller, whether or not they exist yet.
     fn locate(id: &str) -> Result<Self, CgroupError> {
         let relative = Path::new(BERTH_DIR).join(id);
-        let mounts =
-            libcgroups::v1::util::list_supported_mount_points().map_err(|source| CgroupError::Mounts { source })?;
-        let mut dirs: Vec<(ControllerType, PathBuf)> =
-            mounts.into_iter().map(|(controller, mount)| (controller, mount.join(&relative))).collect();
-        dirs.sort_by_key(|(controller, _)| controller.to_string());
-        Ok(Self { relative, dirs })
+        let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| CgroupError::Io {
+            op: "read",
+            path: "/proc/self/mountinfo".into(),
+            source,
+        })?;
+        let dirs = controller_mounts(&info).into_iter().map(|(name, mount)| (name, mount.join(&relative))).collect();
+        Ok(Self { relative, dirs, manager: OnceLock::new() })
     }
 
     /// Creates the directories and applies the limits; undoes the directories when a limit fails.
@@ -51,7 +101,9 @@ impl V1Cgroup {
         if plan.sets_swap() && !memory_root.is_some_and(|root| root.join(MEMSW_LIMIT).exists()) {
             plan.drop_swap();
         }
-        if let Err(e) = cgroup.make_dirs().and_then(|()| cgroup.apply(&plan.linux)) {
+        if let Err(e) =
+            cgroup.make_dirs().and_then(|()| cgroup.limit_devices()).and_then(|()| cgroup.apply(&plan.linux))
+        {
             let _ = cgroup.remove();
             return Err(e);
         }
@@ -67,7 +119,7 @@ impl V1Cgroup {
 
     /// The cgroup's directory in `controller`, when that controller is mounted.
     fn dir(&self, controller: &str) -> Option<&Path> {
-        self.dirs.iter().find(|(c, _)| c.to_string() == controller).map(|(_, d)| d.as_path())
+        self.dirs.iter().find(|(c, _)| *c == controller).map(|(_, d)| d.as_path())
     }
 
     /// Each directory once, even where controllers are co-mounted (`cpu,cpuacct`).
@@ -93,15 +145,30 @@ impl V1Cgroup {
         Ok(())
     }
 
-    fn manager(&self) -> Result<Manager, CgroupError> {
-        Manager::new(&self.relative).map_err(|source| self.error(source))
+    fn manager(&self) -> Result<&Manager, CgroupError> {
+        if let Some(manager) = self.manager.get() {
+            return Ok(manager);
+        }
+        let manager = Manager::new(&self.relative).map_err(|source| self.error(source))?;
+        Ok(self.manager.get_or_init(|| manager))
     }
 
     fn error(&self, source: libcgroups::v1::manager::V1ManagerError) -> CgroupError {
         CgroupError::V1 { path: self.relative.clone(), source }
     }
 
+    /// Writes [`DEVICE_RULES`], when the devices controller is mounted.
+    fn limit_devices(&self) -> Result<(), CgroupError> {
+        let Some(dir) = self.dir("devices") else { return Ok(()) };
+        DEVICE_RULES.iter().try_for_each(|(file, rule)| write_file(&dir.join(file), rule))
+    }
+
+    /// Applies the limits through libcgroups; nothing to do (and no manager to build) when
+    /// there are none.
     fn apply(&self, linux: &LinuxResources) -> Result<(), CgroupError> {
+        if *linux == LinuxResources::default() {
+            return Ok(());
+        }
         let opt =
             ControllerOpt { resources: linux, disable_oom_killer: false, oom_score_adj: None, freezer_state: None };
         self.manager()?.apply(&opt).map_err(|source| self.error(source))
@@ -165,17 +232,83 @@ impl V1Cgroup {
         }
     }
 
-    /// Removes the directories (libcgroups kills any straggler first), then each `berth`
-    /// parent that no other container uses.
+    /// Removes the directories of a cgroup the caller emptied, then each `berth` parent that no
+    /// other container uses.
     pub(super) fn remove(&self) -> Result<(), CgroupError> {
-        self.manager()?.remove().map_err(|source| self.error(source))?;
         for dir in self.distinct_dirs() {
+            remove_empty(dir)?;
             if let Some(parent) = dir.parent() {
                 remove_parent_if_empty(parent);
             }
         }
         Ok(())
     }
+}
+
+/// (controller, mount point) of each controller in [`CONTROLLERS`] that a `cgroup` mount in
+/// `mountinfo` (the text of /proc/self/mountinfo) carries, sorted by controller.
+pub(super) fn controller_mounts(mountinfo: &str) -> Vec<(&'static str, PathBuf)> {
+    let mut found = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let mut right = right.split(' ');
+        if right.next() != Some("cgroup") {
+            continue;
+        }
+        let Some(point) = left.split(' ').nth(4) else { continue };
+        let options = right.nth(1).unwrap_or_default();
+        for option in options.split(',') {
+            if let Some(name) = CONTROLLERS.iter().find(|c| **c == option)
+                && !found.iter().any(|(c, _)| c == name)
+            {
+                found.push((*name, PathBuf::from(unescape_octal(point))));
+            }
+        }
+    }
+    found.sort_by_key(|(name, _)| *name);
+    found
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as `\ooo`.
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let code = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
+        match code {
+            Some(byte) if bytes[i] == b'\\' => {
+                out.push(byte);
+                i += 4;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// rmdir of a cgroup whose processes were killed: the kernel may still be finishing the last
+/// exit (EBUSY), so a few short retries; a directory already gone is fine.
+fn remove_empty(dir: &Path) -> Result<(), CgroupError> {
+    let mut pause = std::time::Duration::from_millis(1);
+    for attempt in 0.. {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 8 => {
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            Err(source) => return Err(CgroupError::Io { op: "remove", path: dir.to_path_buf(), source }),
+        }
+    }
+    Ok(())
 }
 
 /// Copies the parent's CPUs and memory nodes into an empty cpuset cgroup, as the kernel refuses

@@ -8,8 +8,11 @@ use std::os::fd::AsFd;
 use nix::fcntl::OFlag;
 use nix::mount::{MsFlags, mount};
 
+use std::path::Path;
+
 use super::path::{Kind, Root, fd_path};
 use super::{Context, Failure, rootfs};
+use crate::runtime::cgroups::BERTH_DIR;
 
 /// Paths docker hides (moby `oci/defaults.go`): a tmpfs over directories, /dev/null over files.
 const MASKED: [&str; 12] = [
@@ -50,27 +53,36 @@ pub(super) fn write_sysctls(root: &Root, sysctls: &BTreeMap<String, String>) -> 
     Ok(())
 }
 
-/// A read-only sysfs of the container's network namespace, and its cgroups below.
+/// A read-only sysfs of the container's network namespace.
 pub(super) fn mount_sys(root: &Root) -> Result<(), Failure> {
     let at = root.ensure("/sys", Kind::Dir)?;
     mount(Some("sysfs"), fd_path(&at).as_str(), Some("sysfs"), NO_SUID_DEV_EXEC | MsFlags::MS_RDONLY, None::<&str>)
-        .context(|| "mount /sys".into())?;
-    mount_cgroups(root)
+        .context(|| "mount /sys".into())
 }
 
-/// The container's view of its cgroups, read-only: the cgroup namespace makes the container's
-/// own cgroup the root of each hierarchy. On a v2 host one cgroup2 mount; on a v1 or hybrid host
-/// a tmpfs with every hierarchy the host mounts, as docker does.
-fn mount_cgroups(root: &Root) -> Result<(), Failure> {
+/// The container's view of its cgroups, read-only: each hierarchy where berth made the
+/// container's directory is that directory bind-mounted (what docker does on v1; cheaper than a
+/// new cgroup mount); the rest (a named `systemd` hierarchy, a hybrid host's empty unified
+/// tree) mounted fresh, which the cgroup namespace roots at the process's own cgroup. On a v2
+/// host one mount at /sys/fs/cgroup; on a v1 or hybrid host a tmpfs with every hierarchy the
+/// host mounts.
+pub(super) fn mount_cgroups(root: &Root, id: &str) -> Result<(), Failure> {
     let Some(at) = root.lookup("/sys/fs/cgroup")? else { return Ok(()) };
-    let hierarchies = host_cgroup_mounts();
     let ro = NO_SUID_DEV_EXEC | MsFlags::MS_RDONLY;
+    let own = |point: &str| Path::new(point).join(BERTH_DIR).join(id);
+    let hierarchies = host_cgroup_mounts();
     if let [(point, fstype, _)] = hierarchies.as_slice()
         && point == "/sys/fs/cgroup"
         && fstype == "cgroup2"
     {
-        return mount(Some("cgroup2"), fd_path(&at).as_str(), Some("cgroup2"), ro, None::<&str>)
-            .context(|| "mount /sys/fs/cgroup".into());
+        let source = own(point);
+        if !source.is_dir() {
+            return mount(Some("cgroup2"), fd_path(&at).as_str(), Some("cgroup2"), ro, None::<&str>)
+                .context(|| "mount /sys/fs/cgroup".into());
+        }
+        mount(Some(&source), fd_path(&at).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .context(|| "bind /sys/fs/cgroup".into())?;
+        return rootfs::remount_read_only(root, "/sys/fs/cgroup", NO_SUID_DEV_EXEC);
     }
     mount(Some("tmpfs"), fd_path(&at).as_str(), Some("tmpfs"), NO_SUID_DEV_EXEC, Some("mode=755"))
         .context(|| "mount /sys/fs/cgroup".into())?;
@@ -78,9 +90,16 @@ fn mount_cgroups(root: &Root) -> Result<(), Failure> {
         let Some(name) = point.strip_prefix("/sys/fs/cgroup/") else { continue };
         let target = format!("/sys/fs/cgroup/{name}");
         let dir = root.ensure(&target, Kind::Dir)?;
-        let data = (fstype == "cgroup").then_some(options.as_str());
-        mount(Some(fstype.as_str()), fd_path(&dir).as_str(), Some(fstype.as_str()), ro, data)
-            .context(|| format!("mount {target}"))?;
+        let source = own(point);
+        if source.is_dir() {
+            mount(Some(&source), fd_path(&dir).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .context(|| format!("bind {target}"))?;
+            rootfs::remount_read_only(root, &target, NO_SUID_DEV_EXEC)?;
+        } else {
+            let data = (fstype == "cgroup").then_some(options.as_str());
+            mount(Some(fstype.as_str()), fd_path(&dir).as_str(), Some(fstype.as_str()), ro, data)
+                .context(|| format!("mount {target}"))?;
+        }
     }
     // The host's alias links (cpu -> cpu,cpuacct).
     if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {

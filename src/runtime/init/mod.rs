@@ -82,9 +82,6 @@ fn fail(sync: BorrowedFd<'_>, result: Result<Infallible, Failure>) -> ! {
 
 fn container(request: &CreateRequest, sync: BorrowedFd<'_>) -> Result<Infallible, Failure> {
     let spec = &request.spec;
-    wait_for_go(sync)?;
-    // After the parent placed this process in its cgroup: the namespace's root is that cgroup.
-    unshare(CloneFlags::CLONE_NEWCGROUP).context(|| "create the cgroup namespace".into())?;
     for (kind, pid) in &request.join {
         let flag = match kind.as_str() {
             "net" => CloneFlags::CLONE_NEWNET,
@@ -101,9 +98,13 @@ fn container(request: &CreateRequest, sync: BorrowedFd<'_>) -> Result<Infallible
             set_domainname(&spec.domainname)?;
         }
     }
-    rootfs::build(spec, &request.dirs)?;
-    let stdio_is_tty = open_terminal(spec.process.tty, sync)?;
-    let _ = stdio_is_tty;
+    // The root is built while the parent moves this process into its cgroup.
+    let root = rootfs::prepare(spec, &request.dirs)?;
+    wait_for_go(sync)?;
+    // After the parent placed this process in its cgroup: the namespace's root is that cgroup.
+    unshare(CloneFlags::CLONE_NEWCGROUP).context(|| "create the cgroup namespace".into())?;
+    rootfs::finish(root, spec, &request.dirs)?;
+    open_terminal(spec.process.tty, sync)?;
     if spec.init {
         reaper::run(sync, || process::exec(&spec.process, sync))
     } else {

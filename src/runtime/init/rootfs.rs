@@ -18,7 +18,10 @@ use crate::runtime::state::ContainerDirs;
 /// Mount data beyond a page is refused by the kernel.
 const PAGE: usize = 4096;
 
-pub(super) fn build(spec: &ContainerSpec, dirs: &ContainerDirs) -> Result<(), Failure> {
+/// Everything that does not depend on the container's cgroup: done while the parent makes the
+/// cgroup and places the process in it (a write to `cgroup.procs` can wait a whole RCU grace
+/// period).
+pub(super) fn prepare(spec: &ContainerSpec, dirs: &ContainerDirs) -> Result<Root, Failure> {
     // Nothing mounted from here on may propagate back to the host (and pivot_root refuses a
     // shared root).
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
@@ -40,6 +43,13 @@ pub(super) fn build(spec: &ContainerSpec, dirs: &ContainerDirs) -> Result<(), Fa
     if !spec.privileged {
         kernfs::mask(&root)?;
     }
+    Ok(root)
+}
+
+/// The rest, once the process is in its cgroup and its cgroup namespace (the parent makes the
+/// cgroup while this process prepares): the cgroup hierarchies, then `pivot_root`.
+pub(super) fn finish(root: Root, spec: &ContainerSpec, dirs: &ContainerDirs) -> Result<(), Failure> {
+    kernfs::mount_cgroups(&root, &spec.id)?;
     drop(root);
     pivot(&dirs.rootfs())?;
     if spec.read_only {

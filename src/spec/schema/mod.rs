@@ -13,6 +13,8 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
 
+pub mod cache;
+
 /// The schema text, embedded so validation never depends on files at run time.
 pub const SCHEMA_JSON: &str = include_str!("../../../schema/compose.schema.json");
 
@@ -59,25 +61,33 @@ impl fmt::Display for SchemaViolation {
 #[derive(Debug)]
 pub struct Schema {
     raw: Value,
-    validator: Validator,
+    /// Compiled on first validation: compiling takes milliseconds, and a stack file whose
+    /// validation is cached (see [`cache`]) never needs it.
+    validator: OnceLock<Validator>,
 }
 
 impl Schema {
-    /// The embedded schema, compiled on first use and shared afterwards.
+    /// The embedded schema, parsed on first use and shared afterwards.
     pub fn compiled() -> &'static Schema {
         static SCHEMA: OnceLock<Schema> = OnceLock::new();
         SCHEMA.get_or_init(|| {
             // The text is a build-time constant that the tests compile, so failing here is a
             // packaging bug that no input can trigger.
-            Schema::from_json(SCHEMA_JSON).expect("embedded compose schema must compile")
+            Schema::from_json(SCHEMA_JSON).expect("embedded compose schema must parse")
         })
     }
 
-    /// Compiles a schema from its JSON text.
+    /// Parses a schema from its JSON text.
     fn from_json(text: &str) -> Result<Schema, String> {
         let raw: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let validator = jsonschema::options().build(&raw).map_err(|e| e.to_string())?;
-        Ok(Schema { raw, validator })
+        Ok(Schema { raw, validator: OnceLock::new() })
+    }
+
+    fn validator(&self) -> &Validator {
+        self.validator.get_or_init(|| {
+            // Same argument as in `compiled`: the embedded schema compiles in every test run.
+            jsonschema::options().build(&self.raw).expect("embedded compose schema must compile")
+        })
     }
 
     /// The schema as JSON, e.g. to write it out for editors.
@@ -88,7 +98,7 @@ impl Schema {
     /// Every violation in `doc`, deepest (most specific) first.
     pub fn validate(&self, doc: &Value) -> Vec<SchemaViolation> {
         let mut found = Vec::new();
-        for error in self.validator.iter_errors(doc) {
+        for error in self.validator().iter_errors(doc) {
             self.explain(&error, &mut found);
         }
         let mut seen = HashSet::new();

@@ -8,6 +8,7 @@
 //! On v1 the cgroup exists in every controller `libcgroups` knows and the host mounts, so that
 //! its statistics and limits find the directories they read.
 
+mod mounts;
 mod prime;
 mod resources;
 mod stats;
@@ -25,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use libcgroups::common::{CgroupSetup, GetCgroupSetupError};
 use libcgroups::v1::manager::V1ManagerError;
-use libcgroups::v1::util::V1MountPointError;
 use libcgroups::v2::manager::V2ManagerError;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+pub use mounts::{CgroupMount, host_cgroup_mounts};
 pub use prime::prime_attach_lock;
 pub use stats::CgroupStats;
 
@@ -136,12 +137,6 @@ pub enum CgroupError {
         path: PathBuf,
         /// Why.
         source: V2ManagerError,
-    },
-    /// The v1 controller mounts could not be listed.
-    #[error("listing cgroup v1 controller mounts: {source}")]
-    Mounts {
-        /// Why.
-        source: V1MountPointError,
     },
     /// A cgroup file did not have the shape the kernel documents.
     #[error("{}: unexpected content {content:?}", path.display())]

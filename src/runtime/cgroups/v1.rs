@@ -14,6 +14,7 @@ use libcgroups::common::{CgroupManager, ControllerOpt, FreezerState};
 use libcgroups::v1::manager::Manager;
 use oci_spec::runtime::LinuxResources;
 
+use super::mounts::cgroup_mounts;
 use super::resources;
 use super::stats::{self, CgroupStats};
 use super::{BERTH_DIR, CgroupError, kill_each, make_leaf, read_optional, remove_parent_if_empty, write_file};
@@ -248,49 +249,18 @@ impl V1Cgroup {
 /// (controller, mount point) of each controller in [`CONTROLLERS`] that a `cgroup` mount in
 /// `mountinfo` (the text of /proc/self/mountinfo) carries, sorted by controller.
 pub(super) fn controller_mounts(mountinfo: &str) -> Vec<(&'static str, PathBuf)> {
-    let mut found = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
-        let mut right = right.split(' ');
-        if right.next() != Some("cgroup") {
-            continue;
-        }
-        let Some(point) = left.split(' ').nth(4) else { continue };
-        let options = right.nth(1).unwrap_or_default();
-        for option in options.split(',') {
+    let mut found: Vec<(&'static str, PathBuf)> = Vec::new();
+    for mount in cgroup_mounts(mountinfo).into_iter().filter(|m| m.fstype == "cgroup") {
+        for option in mount.options.split(',') {
             if let Some(name) = CONTROLLERS.iter().find(|c| **c == option)
                 && !found.iter().any(|(c, _)| c == name)
             {
-                found.push((*name, PathBuf::from(unescape_octal(point))));
+                found.push((*name, mount.point.clone()));
             }
         }
     }
     found.sort_by_key(|(name, _)| *name);
     found
-}
-
-/// mountinfo writes space, tab, newline and backslash in paths as `\ooo`.
-fn unescape_octal(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let code = bytes
-            .get(i + 1..i + 4)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| u8::from_str_radix(d, 8).ok());
-        match code {
-            Some(byte) if bytes[i] == b'\\' => {
-                out.push(byte);
-                i += 4;
-            }
-            _ => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// rmdir of a cgroup whose processes were killed: the kernel may still be finishing the last

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::path::{Kind, Root, fd_path};
 use super::{Context, Failure, rootfs};
-use crate::runtime::cgroups::BERTH_DIR;
+use crate::runtime::cgroups::{BERTH_DIR, CgroupMount, host_cgroup_mounts};
 
 /// Paths docker hides (moby `oci/defaults.go`): a tmpfs over directories, /dev/null over files.
 const MASKED: [&str; 12] = [
@@ -69,10 +69,10 @@ pub(super) fn mount_sys(root: &Root) -> Result<(), Failure> {
 pub(super) fn mount_cgroups(root: &Root, id: &str) -> Result<(), Failure> {
     let Some(at) = root.lookup("/sys/fs/cgroup")? else { return Ok(()) };
     let ro = NO_SUID_DEV_EXEC | MsFlags::MS_RDONLY;
-    let own = |point: &str| Path::new(point).join(BERTH_DIR).join(id);
+    let own = |point: &Path| point.join(BERTH_DIR).join(id);
     let hierarchies = host_cgroup_mounts();
-    if let [(point, fstype, _)] = hierarchies.as_slice()
-        && point == "/sys/fs/cgroup"
+    if let [CgroupMount { point, fstype, .. }] = hierarchies.as_slice()
+        && point == Path::new("/sys/fs/cgroup")
         && fstype == "cgroup2"
     {
         let source = own(point);
@@ -86,9 +86,9 @@ pub(super) fn mount_cgroups(root: &Root, id: &str) -> Result<(), Failure> {
     }
     mount(Some("tmpfs"), fd_path(&at).as_str(), Some("tmpfs"), NO_SUID_DEV_EXEC, Some("mode=755"))
         .context(|| "mount /sys/fs/cgroup".into())?;
-    for (point, fstype, options) in &hierarchies {
-        let Some(name) = point.strip_prefix("/sys/fs/cgroup/") else { continue };
-        let target = format!("/sys/fs/cgroup/{name}");
+    for CgroupMount { point, fstype, options } in &hierarchies {
+        let Ok(name) = point.strip_prefix("/sys/fs/cgroup/") else { continue };
+        let target = format!("/sys/fs/cgroup/{}", name.display());
         let dir = root.ensure(&target, Kind::Dir)?;
         let source = own(point);
         if source.is_dir() {
@@ -111,25 +111,6 @@ pub(super) fn mount_cgroups(root: &Root, id: &str) -> Result<(), Failure> {
         }
     }
     rootfs::remount_read_only(root, "/sys/fs/cgroup", NO_SUID_DEV_EXEC)
-}
-
-/// (mount point, fstype, super options without rw/ro) of the host's cgroup mounts.
-fn host_cgroup_mounts() -> Vec<(String, String, String)> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
-    let mut found = Vec::new();
-    for line in info.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
-        let point = left.split(' ').nth(4).unwrap_or_default();
-        let mut right = right.split(' ');
-        let fstype = right.next().unwrap_or_default();
-        if fstype != "cgroup" && fstype != "cgroup2" {
-            continue;
-        }
-        let options = right.nth(1).unwrap_or_default();
-        let options: Vec<&str> = options.split(',').filter(|o| *o != "rw" && *o != "ro").collect();
-        found.push((point.to_string(), fstype.to_string(), options.join(",")));
-    }
-    found
 }
 
 /// Docker's masked and read-only paths (not for privileged containers).

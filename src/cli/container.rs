@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
+use super::format::{self, Units};
 use super::{Failure, GlobalOptions, load_project};
 use crate::runtime::cgroups::{CgroupStats, ContainerCgroup};
 use crate::runtime::state::{self, ContainerRecord};
@@ -106,7 +107,7 @@ pub(super) fn stats(global: &GlobalOptions, args: &StatsArgs) -> Result<(), Fail
             let limit = is.memory_limit.unwrap_or_else(host_memory);
             let mem_percent = if limit == 0 { 0.0 } else { used as f64 * 100.0 / limit as f64 };
             let cpu = format!("{cpu:.2}%");
-            let memory = format!("{} / {}", binary_size(used), binary_size(limit));
+            let memory = format!("{} / {}", format::size(used, Units::Binary), format::size(limit, Units::Binary));
             let mem_percent = format!("{mem_percent:.2}%");
             table.push_str(&format!(
                 "{id:<14} {:<20} {cpu:<9} {memory:<21} {mem_percent:<9} {}\n",
@@ -150,28 +151,6 @@ fn host_memory() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Sizes as docker prints them (Go's `%.4g`, four significant digits): `1.5MiB`, `23.54GiB`,
-/// `512KiB`, `0B`.
-fn binary_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    let digits_before_point = if value >= 100.0 {
-        3
-    } else if value >= 10.0 {
-        2
-    } else {
-        1
-    };
-    let text = format!("{value:.*}", 4 - digits_before_point);
-    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
-    format!("{text}{}", UNITS[unit])
-}
-
 /// `top`: for each container, its name, then `ps -ef`-style lines for its processes.
 pub(super) fn top(global: &GlobalOptions, args: &TopArgs) -> Result<(), Failure> {
     let containers = running(global, &args.services)?;
@@ -189,17 +168,6 @@ pub(super) fn top(global: &GlobalOptions, args: &TopArgs) -> Result<(), Failure>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_are_printed_as_docker_prints_them() {
-        assert_eq!(binary_size(0), "0B");
-        assert_eq!(binary_size(1023), "1023B");
-        assert_eq!(binary_size(1024), "1KiB");
-        assert_eq!(binary_size(1536 * 1024), "1.5MiB");
-        assert_eq!(binary_size(25_276_805_120), "23.54GiB");
-        assert_eq!(binary_size(736 * 1024), "736KiB");
-        assert_eq!(binary_size(3 * 1024 * 1024 * 1024), "3GiB");
-    }
 
     #[test]
     fn cpu_percent_is_cpu_time_over_wall_time() {

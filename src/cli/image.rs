@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{EXIT_INVALID, Failure, GlobalOptions, emit};
+use super::{EXIT_INVALID, Failure, GlobalOptions, emit, format};
 use crate::image::registry::{self, Progress, PullOptions};
 use crate::image::{ImageError, Reference, Store, archive, host};
 
@@ -214,10 +214,10 @@ pub(super) fn images(global: &GlobalOptions, args: &ImagesArgs) -> Result<(), Fa
                     name.as_ref().and_then(|n| n.tag.clone()).unwrap_or_else(|| "<none>".into()),
                     r.id.short().to_owned(),
                     r.config.created.clone().unwrap_or_else(|| "-".into()),
-                    human_size(r.size()),
+                    format::size(r.size(), format::Units::Decimal),
                 ]);
             }
-            emit(&render_table(&table))
+            emit(&format::table(&table))
         }
     }
 }
@@ -238,54 +238,4 @@ pub(super) fn prune(global: &GlobalOptions) -> Result<(), Failure> {
     let store = open_store(global)?;
     let r = store.prune().map_err(failure)?;
     emit(&format!("Deleted {} images, {} layers, {} blobs\n", r.images, r.layers, r.blobs))
-}
-
-/// `1.9MB`, as docker prints sizes (powers of 1000).
-fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < units.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.3}").trim_end_matches('0').trim_end_matches('.').to_owned() + units[unit]
-    }
-}
-
-/// Left-aligned columns separated by three spaces.
-fn render_table<const N: usize>(rows: &[[String; N]]) -> String {
-    let widths: Vec<usize> = (0..N).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| if c + 1 == N { cell.clone() } else { format!("{cell:<w$}", w = widths[c]) })
-            .collect();
-        out.push_str(cells.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_print_like_docker() {
-        assert_eq!(human_size(512), "512B");
-        assert_eq!(human_size(2_138_112), "2.138MB");
-        assert_eq!(human_size(1_500_000_000), "1.5GB");
-    }
-
-    #[test]
-    fn tables_align_columns() {
-        let t = render_table(&[["A".to_owned(), "B".into()], ["long".into(), "x".into()]]);
-        assert_eq!(t, "A      B\nlong   x\n");
-    }
 }

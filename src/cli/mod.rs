@@ -3,6 +3,7 @@
 
 mod config;
 mod container;
+mod format;
 mod graph;
 mod image;
 mod procs;

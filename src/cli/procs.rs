@@ -39,31 +39,11 @@ pub(super) fn ps_row(pid: i32) -> Option<[String; 8]> {
     ])
 }
 
-/// The rows under the headers, columns padded to their widest cell (the last left as is).
+/// The rows under the headers, as `ps` aligns them.
 pub(super) fn table(rows: &[[String; 8]]) -> String {
-    let mut widths = HEADERS.map(str::len);
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let line = |cells: [&str; 8]| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<width$}   ", width = widths[i]));
-            }
-        }
-        text.push('\n');
-        text
-    };
-    let mut out = line(HEADERS);
-    for row in rows {
-        out.push_str(&line(row.each_ref().map(String::as_str)));
-    }
-    out
+    let mut all = vec![HEADERS.map(str::to_owned)];
+    all.extend(rows.iter().cloned());
+    super::format::table(&all)
 }
 
 /// The /proc/PID/stat fields `ps -ef` needs.

@@ -64,4 +64,7 @@ berth_cmd="target/release/berth --root $root -f $work/stack/compose.yaml run --r
 crun_cmd="crun --cgroup-manager=cgroupfs run --bundle $work/bundle berth-bench-$$"
 $berth_cmd
 $crun_cmd
+# The release build and the unpacked image leave the disk's writeback queue full for tens of
+# seconds; flush it so that neither side is timed against the kernel writing the build back.
+sync
 python3 benches/interleave.py "$runs" berth "$berth_cmd" crun "$crun_cmd"

@@ -353,22 +353,59 @@ fn pause_unpause_top_and_stats() {
     assert!(stop(child).status.success());
 }
 
-/// Whether the stack's only running container is frozen: v1 `freezer.state`, or v2
-/// `cgroup.events` on a host without v1 controllers.
-fn is_frozen(stack: &Stack) -> bool {
+#[test]
+fn a_one_off_root_is_volatile_writes_nothing_it_was_not_asked_to_and_leaves_no_directory() {
+    let stack = Stack::new(&service("worker", ""));
+    let child = stack.start_background("worker", &["sh", "-c", TERMINABLE]);
+    let (id, record) = running_container(&stack);
+    let dir = state_root().join("containers").join(&id);
+    let upper: Vec<_> = std::fs::read_dir(dir.join("upper")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(upper.is_empty(), "/etc/hosts and friends land on the init layer, not the upper layer: {upper:?}");
+    let pid = record.split("\"pid\":").nth(1).unwrap().split(',').next().unwrap().to_owned();
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let root = mountinfo.lines().find(|l| l.split(' ').nth(4) == Some("/")).unwrap();
+    let init_layer = state_root().join("init-layer");
+    assert!(root.contains(" - overlay "), "{root}");
+    assert!(root.contains(&format!("lowerdir={}:", init_layer.display())), "the init layer is on top: {root}");
+    assert!(root.contains("volatile"), "a one-off's overlay skips the sync at unmount: {root}");
+    assert_eq!(std::fs::metadata(init_layer.join("etc/hosts")).unwrap().len(), 0, "the shared layer stays empty");
+    // What the container writes goes to its upper layer, as ever.
+    assert!(stack.berth(&["exec", "-T", "worker", "sh", "-c", "echo x > /written"]).status.success());
+    assert!(dir.join("upper/written").is_file());
+
+    assert!(stop(child).status.success());
+    assert!(!dir.exists(), "the container directory is gone");
+    let spares = std::fs::read_dir(state_root().join("spare")).map(|d| d.count()).unwrap_or(0);
+    assert!(spares <= 8, "at most eight emptied directories are kept for reuse: {spares}");
+    for spare in std::fs::read_dir(state_root().join("spare")).into_iter().flatten().flatten() {
+        let upper = std::fs::read_dir(spare.path().join("upper"));
+        // A spare may be taken by a concurrent test between the listing and this read.
+        if let Ok(upper) = upper {
+            assert_eq!(upper.count(), 0, "a kept directory is empty: {}", spare.path().display());
+        }
+    }
+}
+
+/// The id and `state.json` of the stack's only running container.
+fn running_container(stack: &Stack) -> (String, String) {
     let project = stack.path().file_name().and_then(|n| n.to_str()).unwrap().to_lowercase();
     for entry in std::fs::read_dir(state_root().join("containers")).unwrap().flatten() {
         let Ok(state) = std::fs::read_to_string(entry.path().join("state.json")) else { continue };
-        if !state.contains(&format!("\"project\":\"{project}\"")) {
-            continue;
+        if state.contains(&format!("\"project\":\"{project}\"")) {
+            return (entry.file_name().into_string().unwrap(), state);
         }
-        let id = entry.file_name().into_string().unwrap();
-        let v1 = format!("/sys/fs/cgroup/freezer/berth/{id}/freezer.state");
-        if let Ok(text) = std::fs::read_to_string(&v1) {
-            return text.trim() == "FROZEN";
-        }
-        let events = std::fs::read_to_string(format!("/sys/fs/cgroup/berth/{id}/cgroup.events")).unwrap();
-        return events.lines().any(|l| l == "frozen 1");
     }
     panic!("no running container of the stack");
+}
+
+/// Whether the stack's only running container is frozen: v1 `freezer.state`, or v2
+/// `cgroup.events` on a host without v1 controllers.
+fn is_frozen(stack: &Stack) -> bool {
+    let (id, _) = running_container(stack);
+    let v1 = format!("/sys/fs/cgroup/freezer/berth-{id}/freezer.state");
+    if let Ok(text) = std::fs::read_to_string(&v1) {
+        return text.trim() == "FROZEN";
+    }
+    let events = std::fs::read_to_string(format!("/sys/fs/cgroup/berth/{id}/cgroup.events")).unwrap();
+    events.lines().any(|l| l == "frozen 1")
 }

@@ -174,6 +174,7 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
     if let Command::Run(_) | Command::Exec(_) = &cli.command {
         crate::timing::phase("parsed");
         let spawner = crate::runtime::spawner::Spawner::start().map_err(|e| Failure { code: 1, error: e.into() })?;
+        crate::timing::phase("forked");
         // The attach lock's grace period (see runtime::cgroups::prime) starts now, while the
         // project loads.
         crate::runtime::cgroups::prime_attach_lock();

@@ -157,7 +157,9 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
         host_hosts: &host_hosts,
         host_hostname: &host_hostname,
     };
-    let spec = plan::container_spec(&ctx, service, &overrides).map_err(invalid)?;
+    let mut spec = plan::container_spec(&ctx, service, &overrides).map_err(invalid)?;
+    // A one-off container is removed when it exits, its upper layer with it.
+    spec.rootfs.volatile = true;
     crate::timing::phase("plan");
     let stdio = (!tty).then_some([0, 1, 2]);
     let options = StartOptions { stdio, die_with_parent: true, oneoff: true };

@@ -141,7 +141,12 @@ pub fn container_spec(
         name,
         project: ctx.project.name.clone(),
         service: service.name.clone(),
-        rootfs: Rootfs { layer_root: ctx.layer_root.clone(), lower, host_binds: ctx.image.host_binds.clone() },
+        rootfs: Rootfs {
+            layer_root: ctx.layer_root.clone(),
+            lower,
+            host_binds: ctx.image.host_binds.clone(),
+            volatile: false,
+        },
         process,
         hostname,
         domainname: other_str(service, "domainname").unwrap_or_default().to_owned(),

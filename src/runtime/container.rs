@@ -145,8 +145,8 @@ impl Container {
             let _ = send_signal(&self.pidfd, Signal::SIGKILL);
             let _ = self.wait();
         }
-        // Two independent removals of about a millisecond each (rmdir in ten cgroup
-        // hierarchies; the directory tree, whose freed blocks the filesystem may discard
+        // Two independent removals (rmdir in ten cgroup hierarchies; emptying the directory
+        // into the spare pool, or removing it, where freed blocks may be discarded
         // synchronously): side by side.
         let (cgroup, dirs) = std::thread::scope(|scope| {
             let dirs = scope.spawn(|| self.dirs.remove());

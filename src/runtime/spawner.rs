@@ -101,6 +101,9 @@ fn serve(socket: OwnedFd) -> ! {
     // The spawner lives exactly as long as the process that forked it.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let own_pid_ns = File::open("/proc/self/ns/pid").ok();
+    // Read once here, while the parent loads the project, and inherited by every container
+    // process forked from here (see `cgroups::mounts`).
+    let _ = crate::runtime::cgroups::host_cgroup_mounts();
     loop {
         let (request, fds) = match sync::recv_json::<Request>(socket.as_fd()) {
             Ok(Some(message)) => message,

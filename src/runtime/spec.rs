@@ -69,6 +69,12 @@ pub struct Rootfs {
     /// Host directories bind-mounted read-only at the same path (the host image's `/usr`).
     #[serde(default)]
     pub host_binds: Vec<PathBuf>,
+    /// Mount the overlay `volatile`: its unmount skips the sync of the whole upper filesystem
+    /// (every dirty page on the host's disk, then a cache flush). Only for a container whose
+    /// upper layer is thrown away when it exits, since after a host crash the layer is not
+    /// to be trusted; podman does the same for its `--rm` containers.
+    #[serde(default)]
+    pub volatile: bool,
 }
 
 /// The container's process.

@@ -1,4 +1,5 @@
-//! A container's cgroup: `berth/<id>` under each hierarchy root, made and limited through youki's
+//! A container's cgroup: `berth-<id>` at each v1 hierarchy's root, `berth/<id>` in a v2 tree,
+//! made and limited through youki's
 //! `libcgroups`, plus what that crate leaves out (making the directories before any process
 //! exists, OOM kill counters, `cgroup.kill`, waiting until a cgroup is empty, a fallback when its
 //! all-or-nothing statistics cannot be read).
@@ -36,8 +37,14 @@ pub use stats::CgroupStats;
 
 use crate::runtime::spec::Resources;
 
-/// Directory under each hierarchy root that holds every berth container's cgroup.
+/// Directory under a v2 tree's root that holds every berth container's cgroup (the controllers
+/// are delegated to it through its `cgroup.subtree_control`).
 pub const BERTH_DIR: &str = "berth";
+
+/// A container's cgroup directory at the root of each v1 hierarchy.
+pub fn v1_name(id: &str) -> String {
+    format!("{BERTH_DIR}-{id}")
+}
 
 /// Where the host mounts its cgroup hierarchies.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -325,8 +332,12 @@ impl ContainerCgroup {
     }
 
     /// Kills what is left and removes the cgroup's directories (nested ones first), then the
-    /// `berth` parent when no other container is in it. Idempotent: a cgroup already gone is fine.
+    /// `berth` parent of a v2 cgroup when no other container is in it. Idempotent: a cgroup
+    /// already gone is fine.
     pub fn remove(&self) -> Result<(), CgroupError> {
+        if self.remove_if_idle() {
+            return Ok(());
+        }
         self.kill_all()?;
         for dir in self.dirs() {
             remove_descendants(&dir)?;
@@ -335,6 +346,28 @@ impl ContainerCgroup {
             Tree::V1(c) => c.remove(),
             Tree::V2(c) => c.remove(),
         }
+    }
+}
+
+impl ContainerCgroup {
+    /// The usual case: the container's PID namespace ended with its PID 1, so nothing is left
+    /// and plain rmdirs succeed, without reading `cgroup.procs` and listing the directory in
+    /// every hierarchy first. The kernel refuses (EBUSY) a directory that still has a process
+    /// or a nested cgroup; since every process is in every v1 hierarchy, the first rmdir fails
+    /// before anything is removed unless only nested cgroups are left. `false` when anything
+    /// is left to the full removal.
+    fn remove_if_idle(&self) -> bool {
+        for dir in self.dirs() {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => return false,
+            }
+        }
+        if let Tree::V2(c) = &self.tree {
+            c.remove_parent_if_empty();
+        }
+        true
     }
 }
 

@@ -16,11 +16,13 @@
 //! altogether.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// Starts the lock's switch in the background; returns at once. Best effort: any failure just
 /// means the container's attach pays the wait itself.
 pub fn prime_attach_lock() {
-    let Some(procs) = own_procs_file() else { return };
+    static PROCS: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let Some(procs) = PROCS.get_or_init(own_procs_file) else { return };
     let pid = std::process::id().to_string();
     let _ = std::thread::Builder::new().name("berth-cgroup-prime".into()).spawn(move || {
         let _ = std::fs::write(procs, pid);
@@ -31,8 +33,7 @@ pub fn prime_attach_lock() {
 /// controller's (`<n>:<controllers>:<path>` in /proc/self/cgroup) or the v2 tree's (`0::<path>`).
 fn own_procs_file() -> Option<PathBuf> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mounts = super::v1::controller_mounts(&mountinfo);
+    let mounts = super::v1::host_controller_mounts().ok()?;
     for line in cgroups.lines() {
         let mut fields = line.splitn(3, ':');
         let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);

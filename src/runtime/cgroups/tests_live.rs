@@ -180,7 +180,7 @@ fn v1_limits_freezer_kill_and_remove() {
     };
     let cgroup = ContainerCgroup::create(&id, &resources).unwrap();
     assert_eq!(cgroup.mode(), CgroupMode::V1);
-    let dir = |c| v1_mount(c).unwrap().join(BERTH_DIR).join(&id);
+    let dir = |c| v1_mount(c).unwrap().join(v1_name(&id));
     assert_eq!(read(&dir(Memory).join("memory.limit_in_bytes")), (64 * MIB).to_string());
     assert_eq!(read(&dir(Pids).join("pids.max")), "20");
     assert_eq!(read(&dir(Cpu).join("cpu.cfs_quota_us")), "50000");
@@ -197,7 +197,7 @@ fn v1_limits_freezer_kill_and_remove() {
     }
     let proc_cgroup = read(Path::new(&format!("/proc/{pid}/cgroup")));
     for controller in ["memory", "pids", "freezer"] {
-        let line = format!(":{controller}:/berth/{id}");
+        let line = format!(":{controller}:/berth-{id}");
         assert!(proc_cgroup.lines().any(|l| l.ends_with(&line)), "{line} not in {proc_cgroup}");
     }
     let again = ContainerCgroup::open(&id).unwrap().unwrap();
@@ -280,6 +280,6 @@ fn v1_limit_the_kernel_refuses_is_named_and_leaves_nothing_behind() {
     let resources = Resources { cpuset_cpus: Some("4095".to_owned()), ..Resources::default() };
     let err = ContainerCgroup::create(&id, &resources).unwrap_err().to_string();
     eprintln!("{err}");
-    assert!(err.contains(&format!("berth/{id}/cpuset.cpus")), "{err}");
+    assert!(err.contains(&format!("berth-{id}/cpuset.cpus")), "{err}");
     assert!(ContainerCgroup::open(&id).unwrap().is_none());
 }

@@ -141,8 +141,13 @@ impl V2Cgroup {
     /// container uses it.
     pub(super) fn remove(&self) -> Result<(), CgroupError> {
         self.manager()?.remove().map_err(|source| self.error(source))?;
-        remove_parent_if_empty(&self.root.join(BERTH_DIR));
+        self.remove_parent_if_empty();
         Ok(())
+    }
+
+    /// Removes `berth/` once no container's cgroup is left in it.
+    pub(super) fn remove_parent_if_empty(&self) {
+        remove_parent_if_empty(&self.root.join(BERTH_DIR));
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::path::{Kind, Root, fd_path};
 use super::{Context, Failure, rootfs};
-use crate::runtime::cgroups::{BERTH_DIR, CgroupMount, host_cgroup_mounts};
+use crate::runtime::cgroups::{BERTH_DIR, CgroupMount, host_cgroup_mounts, v1_name};
 
 /// Paths docker hides (moby `oci/defaults.go`): a tmpfs over directories, /dev/null over files.
 const MASKED: [&str; 12] = [
@@ -33,7 +33,7 @@ const MASKED: [&str; 12] = [
 /// Paths docker makes read-only.
 const READ_ONLY: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
-const NO_SUID_DEV_EXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+pub(super) const NO_SUID_DEV_EXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
 
 pub(super) fn mount_proc(root: &Root) -> Result<(), Failure> {
     let at = root.ensure("/proc", Kind::Dir)?;
@@ -69,13 +69,12 @@ pub(super) fn mount_sys(root: &Root) -> Result<(), Failure> {
 pub(super) fn mount_cgroups(root: &Root, id: &str) -> Result<(), Failure> {
     let Some(at) = root.lookup("/sys/fs/cgroup")? else { return Ok(()) };
     let ro = NO_SUID_DEV_EXEC | MsFlags::MS_RDONLY;
-    let own = |point: &Path| point.join(BERTH_DIR).join(id);
-    let hierarchies = host_cgroup_mounts();
-    if let [CgroupMount { point, fstype, .. }] = hierarchies.as_slice()
+    let hierarchies = host_cgroup_mounts().map_err(|kind| Failure(format!("read /proc/self/mountinfo: {kind}")))?;
+    if let [CgroupMount { point, fstype, .. }] = hierarchies
         && point == Path::new("/sys/fs/cgroup")
         && fstype == "cgroup2"
     {
-        let source = own(point);
+        let source = point.join(BERTH_DIR).join(id);
         if !source.is_dir() {
             return mount(Some("cgroup2"), fd_path(&at).as_str(), Some("cgroup2"), ro, None::<&str>)
                 .context(|| "mount /sys/fs/cgroup".into());
@@ -86,15 +85,17 @@ pub(super) fn mount_cgroups(root: &Root, id: &str) -> Result<(), Failure> {
     }
     mount(Some("tmpfs"), fd_path(&at).as_str(), Some("tmpfs"), NO_SUID_DEV_EXEC, Some("mode=755"))
         .context(|| "mount /sys/fs/cgroup".into())?;
-    for CgroupMount { point, fstype, options } in &hierarchies {
+    let own = v1_name(id);
+    let mut binds = Vec::new();
+    for CgroupMount { point, fstype, options } in hierarchies {
         let Ok(name) = point.strip_prefix("/sys/fs/cgroup/") else { continue };
         let target = format!("/sys/fs/cgroup/{}", name.display());
         let dir = root.ensure(&target, Kind::Dir)?;
-        let source = own(point);
+        let source = point.join(&own);
         if source.is_dir() {
             mount(Some(&source), fd_path(&dir).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .context(|| format!("bind {target}"))?;
-            rootfs::remount_read_only(root, &target, NO_SUID_DEV_EXEC)?;
+            binds.push(target);
         } else {
             let data = (fstype == "cgroup").then_some(options.as_str());
             mount(Some(fstype.as_str()), fd_path(&dir).as_str(), Some(fstype.as_str()), ro, data)
@@ -104,13 +105,14 @@ pub(super) fn mount_cgroups(root: &Root, id: &str) -> Result<(), Failure> {
     // The host's alias links (cpu -> cpu,cpuacct).
     if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
         let base = root.lookup("/sys/fs/cgroup")?.ok_or_else(|| Failure("/sys/fs/cgroup vanished".into()))?;
-        for entry in entries.flatten() {
+        for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_symlink())) {
             if let Ok(target) = std::fs::read_link(entry.path()) {
                 let _ = nix::unistd::symlinkat(&target, base.as_fd(), entry.file_name().as_os_str());
             }
         }
     }
-    rootfs::remount_read_only(root, "/sys/fs/cgroup", NO_SUID_DEV_EXEC)
+    // The binds are read-only, like the rest (the fresh mounts already are).
+    rootfs::seal_tree(root, "/sys/fs/cgroup", &binds)
 }
 
 /// Docker's masked and read-only paths (not for privileged containers).

@@ -100,10 +100,13 @@ fn container(request: &CreateRequest, sync: BorrowedFd<'_>) -> Result<Infallible
     }
     // The root is built while the parent moves this process into its cgroup.
     let root = rootfs::prepare(spec, &request.dirs)?;
+    crate::timing::phase("child prepared");
     wait_for_go(sync)?;
+    crate::timing::phase("child go");
     // After the parent placed this process in its cgroup: the namespace's root is that cgroup.
     unshare(CloneFlags::CLONE_NEWCGROUP).context(|| "create the cgroup namespace".into())?;
     rootfs::finish(root, spec, &request.dirs)?;
+    crate::timing::phase("child finished");
     open_terminal(spec.process.tty, sync)?;
     if spec.init {
         reaper::run(sync, || process::exec(&spec.process, sync))

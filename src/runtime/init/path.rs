@@ -42,38 +42,37 @@ impl Root {
     }
 
     /// Resolves `target`, creating missing directories (mode 755) and, when missing, the last
-    /// component as `kind`.
+    /// component as `kind`. The usual case — only the last component missing — costs one failed
+    /// lookup, the parent's lookup, the creation and the final lookup.
     pub(super) fn ensure(&self, target: &str, kind: Kind) -> Result<OwnedFd, Failure> {
-        let rel = relative(target);
-        if let Ok(fd) = self.resolve(rel, OFlag::O_PATH) {
-            return Ok(fd);
+        let parts: Vec<&str> = relative(target).split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        self.ensure_parts(&parts, kind, target)
+    }
+
+    fn ensure_parts(&self, parts: &[&str], kind: Kind, target: &str) -> Result<OwnedFd, Failure> {
+        let rel = parts.join("/");
+        match self.resolve(&rel, OFlag::O_PATH) {
+            Err(Errno::ENOENT) => {}
+            other => return other.context(|| format!("resolve {target}")),
         }
-        let mut dir = self.fd.as_fd().try_clone_to_owned().context(|| "dup".into())?;
-        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-        for (i, part) in parts.iter().enumerate() {
-            let last = i + 1 == parts.len();
-            let so_far = parts[..=i].join("/");
-            match self.resolve(&so_far, OFlag::O_PATH) {
-                Ok(fd) => dir = fd,
-                Err(Errno::ENOENT) if last && kind == Kind::File => {
-                    let how = OpenHow::new()
-                        .flags(OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
-                        .mode(Mode::from_bits_truncate(0o644))
-                        .resolve(ResolveFlag::RESOLVE_IN_ROOT);
-                    drop(openat2(dir.as_fd(), *part, how).context(|| format!("create {target}"))?);
-                    dir = self.resolve(&so_far, OFlag::O_PATH).context(|| format!("open {target}"))?;
-                }
-                Err(Errno::ENOENT) => {
-                    match mkdirat(dir.as_fd(), *part, Mode::from_bits_truncate(0o755)) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
-                        Err(e) => return Err(Failure(format!("create {target}: {e}"))),
-                    }
-                    dir = self.resolve(&so_far, OFlag::O_PATH).context(|| format!("open {target}"))?;
-                }
-                Err(e) => return Err(Failure(format!("resolve {target}: {e}"))),
+        let Some((name, parent)) = parts.split_last() else {
+            return Err(Failure(format!("resolve {target}: the root is missing")));
+        };
+        let dir = self.ensure_parts(parent, Kind::Dir, target)?;
+        match kind {
+            Kind::File => {
+                let how = OpenHow::new()
+                    .flags(OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+                    .mode(Mode::from_bits_truncate(0o644))
+                    .resolve(ResolveFlag::RESOLVE_IN_ROOT);
+                drop(openat2(dir.as_fd(), *name, how).context(|| format!("create {target}"))?);
             }
+            Kind::Dir => match mkdirat(dir.as_fd(), *name, Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(Failure(format!("create {target}: {e}"))),
+            },
         }
-        Ok(dir)
+        self.resolve(&rel, OFlag::O_PATH).context(|| format!("open {target}"))
     }
 
     /// Opens `target` with `flags` (e.g. `O_RDONLY | O_DIRECTORY`).

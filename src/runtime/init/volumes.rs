@@ -14,9 +14,10 @@ use crate::runtime::spec::{Mount, MountKind};
 use crate::runtime::state::ContainerDirs;
 
 /// /etc/hosts, /etc/hostname and /etc/resolv.conf from the container's own files, mounted
-/// over the image's: the image is never written. An image symlink at one of these paths (to a
-/// systemd-resolved stub, say) is replaced by a file in the container's upper layer first, as
-/// docker's init layer shadows it.
+/// over the init layer's empty ones (see `runtime::init_layer`): the image is never written.
+/// The init layer already shadows an image symlink at one of these paths (to a
+/// systemd-resolved stub, say); one that still shows through is replaced by a file in the
+/// container's upper layer first.
 pub(super) fn init_layer(root: &Root, dirs: &ContainerDirs) -> Result<(), Failure> {
     drop(root.ensure("/etc", Kind::Dir)?);
     let etc = root.open_at("/etc", OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
@@ -27,7 +28,7 @@ pub(super) fn init_layer(root: &Root, dirs: &ContainerDirs) -> Result<(), Failur
             nix::unistd::unlinkat(etc.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
                 .context(|| format!("replace the link /etc/{name}"))?;
         }
-        let source = dirs.etc().join(name);
+        let source = dirs.init_file(name);
         rootfs::bind(root, &source.to_string_lossy(), &format!("/etc/{name}"), false, Kind::File)?;
     }
     Ok(())

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod graph;
 pub mod image;
+pub mod network;
 pub mod plan;
 pub mod runtime;
 pub mod spec;

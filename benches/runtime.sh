@@ -46,6 +46,8 @@ services:
     image: berth-test/busybox:latest
     pull_policy: never
     command: ["true"]
+    # crun's default spec gives the container a network namespace with only lo: so does this.
+    network_mode: none
 YAML
 
 # The crun bundle: the same image unpacked by umoci, crun's default spec running `true`.

@@ -10,4 +10,5 @@ pub mod network;
 pub mod plan;
 pub mod runtime;
 pub mod spec;
+pub mod supervisor;
 pub mod timing;

@@ -15,9 +15,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Debian packages the tests use: image tools (test images are built from busybox-static with
-# umoci and skopeo, never downloaded) and a registry that listens on 127.0.0.1 only.
+# umoci and skopeo, never downloaded), a registry that listens on 127.0.0.1 only, the packet
+# filters berth drives (iptables, and nftables for the nft backend's tests), iproute2 for the
+# tests' own "outside" namespaces, and python3 (a UDP server run from the host image).
 need=""
-for pkg in umoci skopeo docker-registry busybox-static; do
+for pkg in umoci skopeo docker-registry busybox-static iptables nftables iproute2 python3; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
@@ -49,6 +51,8 @@ leaks+=$(ip netns list 2>/dev/null | grep -i berth || true)
 leaks+=$(grep -i berth /proc/self/mountinfo || true)
 leaks+=$(find /sys/fs/cgroup -maxdepth 4 -type d -iname '*berth*' 2>/dev/null || true)
 if command -v nft >/dev/null; then leaks+=$(nft list ruleset 2>/dev/null | grep -i berth || true); fi
+if command -v iptables-save >/dev/null; then leaks+=$(iptables-save 2>/dev/null | grep -i berth || true); fi
+leaks+=$(pgrep -af '__supervise' | grep -v pgrep || true)
 leaks+=$(pgrep -af 'berth-' | grep -v -e pgrep -e run-all.sh || true)
 if [ -n "$leaks" ]; then
   echo "error: the test suite left kernel objects behind:" >&2

@@ -100,6 +100,13 @@ impl Stack {
     }
 }
 
+impl Drop for Stack {
+    /// `run` leaves the project's network for `down`, as compose does: take it down.
+    fn drop(&mut self) {
+        let _ = self.berth(&["down", "-t", "0"]);
+    }
+}
+
 fn service(name: &str, extra: &str) -> String {
     let mut text = format!("  {name}:\n    image: {IMAGE}\n    pull_policy: never\n");
     for line in extra.lines().filter(|l| !l.trim().is_empty()) {

@@ -8,6 +8,7 @@ mod graph;
 mod image;
 mod procs;
 mod run;
+mod up;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -87,6 +88,13 @@ pub enum Command {
     Stats(container::StatsArgs),
     /// Show the processes running in the containers.
     Top(container::TopArgs),
+    /// Create the project's networks and start its containers under a supervisor.
+    Up(up::UpArgs),
+    /// Stop and remove the project's containers, networks and firewall rules.
+    Down(up::DownArgs),
+    /// The project's supervisor (started by `up -d`).
+    #[command(name = "__supervise", hide = true)]
+    Supervise,
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -171,7 +179,7 @@ pub fn run() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<u8, Failure> {
     // Commands that make processes in containers fork the spawner first, while berth still
     // has a single thread.
-    if let Command::Run(_) | Command::Exec(_) = &cli.command {
+    if let Command::Run(_) | Command::Exec(_) | Command::Supervise = &cli.command {
         crate::timing::phase("parsed");
         let spawner = crate::runtime::spawner::Spawner::start().map_err(|e| Failure { code: 1, error: e.into() })?;
         crate::timing::phase("forked");
@@ -182,6 +190,7 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
         return match &cli.command {
             Command::Run(args) => run::run(&cli.global, args, &spawner),
             Command::Exec(args) => run::exec(&cli.global, args, &spawner),
+            Command::Supervise => up::supervise(&cli.global, spawner),
             _ => Ok(0),
         };
     }
@@ -202,7 +211,9 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Unpause(args) => container::pause(&cli.global, &args, false),
         Command::Stats(args) => container::stats(&cli.global, &args),
         Command::Top(args) => container::top(&cli.global, &args),
-        Command::Run(_) | Command::Exec(_) => Ok(()),
+        Command::Up(args) => up::up(&cli.global, &args),
+        Command::Down(args) => up::down(&cli.global, &args),
+        Command::Run(_) | Command::Exec(_) | Command::Supervise => Ok(()),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());

@@ -11,6 +11,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use super::{EXIT_INVALID, Failure, GlobalOptions, load_project};
 use crate::image::ensure::{ImageSource, ensure_images};
 use crate::image::{ImageError, Reference, Store, host, registry};
+use crate::network::setup;
 use crate::plan::{self, PlanContext, RunOverrides};
 use crate::runtime::container::{Container, ExitStatus, StartOptions, send_signal};
 use crate::runtime::spawner::Spawner;
@@ -160,12 +161,22 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
     let mut spec = plan::container_spec(&ctx, service, &overrides).map_err(invalid)?;
     // A one-off container is removed when it exits, its upper layer with it.
     spec.rootfs.volatile = true;
+    // compose attaches one-offs to the service's networks (made when missing, left for `down`).
+    if spec.namespaces.net == crate::runtime::spec::NamespaceMode::Private && !service.networks.is_empty() {
+        let networks =
+            setup::ensure_networks(&root, project, service.networks.keys().map(String::as_str)).map_err(failure)?;
+        setup::attach_spec(&root, &mut spec, service, &networks, true).map_err(failure)?;
+    }
+    let planned = spec.clone();
     crate::timing::phase("plan");
     let stdio = (!tty).then_some([0, 1, 2]);
     let options = StartOptions { stdio, die_with_parent: true, oneoff: true };
     // The image must not be pruned while the container runs from its layers.
     let _in_use = store.gc_lock(false).map_err(failure)?;
-    let mut container = Container::start(spawner, &root, spec, options).map_err(start_failure)?;
+    let mut container = Container::start(spawner, &root, spec, options).map_err(|e| {
+        let _ = setup::release(&root, &planned);
+        start_failure(e)
+    })?;
     crate::timing::phase("started");
     let status = match container.pty.take() {
         Some(master) => {
@@ -179,6 +190,7 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
     crate::timing::phase("exited");
     let status = status.map_err(failure);
     let removed = container.destroy().map_err(failure);
+    let _ = setup::release(&root, &planned);
     let status = status?;
     removed?;
     crate::timing::phase("removed");
@@ -302,8 +314,8 @@ fn image_failure(e: ImageError) -> Failure {
     Failure { code, error: e.into() }
 }
 
-struct StoreSource<'a> {
-    store: &'a Store,
+pub(super) struct StoreSource<'a> {
+    pub(super) store: &'a Store,
 }
 
 impl ImageSource for StoreSource<'_> {
@@ -347,6 +359,9 @@ pub(super) fn clean_stale(root: &std::path::Path) {
             let _ = cgroup.remove();
         }
         let _ = entry.dirs.remove();
+        if let Some(spec) = &entry.spec {
+            let _ = setup::release(root, spec);
+        }
     }
 }
 

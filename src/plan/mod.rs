@@ -159,6 +159,7 @@ pub fn container_spec(
         read_only: service.read_only,
         shm_size: service.shm_size.filter(|s| *s > 0).unwrap_or(DEFAULT_SHM_SIZE),
         init: service.init == Some(true),
+        endpoints: Vec::new(),
     })
 }
 

@@ -83,6 +83,14 @@ impl Container {
                 return Err(e.into());
             }
         };
+        if let Err(e) = attach_network(&spawned, &spec) {
+            let _ = cgroup.kill_all();
+            let _ = send_signal(&spawned.pidfd, Signal::SIGKILL);
+            let _ = wait_pidfd(&spawned.pidfd);
+            let _ = cgroup.remove();
+            let _ = dirs.remove();
+            return Err(e);
+        }
         // Starts the attach lock's grace period now, so it runs alongside the child's setup
         // (see `cgroups::prime`).
         super::cgroups::prime_attach_lock();
@@ -157,6 +165,38 @@ impl Container {
         cgroup?;
         dirs.unwrap_or_else(|_| Err(RuntimeError::sys("remove the container's directories", nix::Error::EIO)))
     }
+}
+
+/// Makes the container's veths, addressed and routed, before its process goes on: the process
+/// finds its network ready when it starts.
+fn attach_network(spawned: &Spawned, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+    if spec.endpoints.is_empty() {
+        return Ok(());
+    }
+    let path = format!("/proc/{}/ns/net", spawned.pid);
+    let netns = std::fs::File::open(&path).map_err(|e| RuntimeError::io(&path, e))?;
+    let interfaces: Vec<_> = spec
+        .endpoints
+        .iter()
+        .map(|e| crate::network::netlink::Interface {
+            host_name: e.host_veth.clone(),
+            name: e.interface.clone(),
+            bridge: e.bridge.clone(),
+            address: e.address,
+            mtu: e.mtu,
+        })
+        .collect();
+    let gateway = spec.endpoints.first().map(|e| e.gateway);
+    let fd = netns.as_fd();
+    crate::network::netlink::run(Some(fd), |host, inside| async move {
+        match inside {
+            Some(inside) => crate::network::netlink::attach(&host, &inside, fd, &interfaces, gateway).await,
+            None => Ok(()),
+        }
+    })
+    .map_err(|e| RuntimeError::Network { container: spec.name.clone(), message: e.to_string() })?;
+    crate::timing::phase("network attached");
+    Ok(())
 }
 
 /// Tells a process being set up to go on and waits until it execs: its pty master when it

@@ -43,6 +43,14 @@ pub enum RuntimeError {
     /// No such container.
     #[error("{0}")]
     NotFound(String),
+    /// The container's network could not be set up.
+    #[error("container {container}: network: {message}")]
+    Network {
+        /// The container.
+        container: String,
+        /// What failed.
+        message: String,
+    },
     /// A request that cannot be honoured as asked.
     #[error("{0}")]
     Invalid(String),

@@ -53,6 +53,34 @@ pub struct ContainerSpec {
     /// `init: true`: berth's built-in init is PID 1 and runs the process as its child.
     #[serde(default)]
     pub init: bool,
+    /// The container's interfaces on bridge networks, the first one's gateway the default route.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A container's interface on a bridge network: a veth pair whose host end is a port of the
+/// network's bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The network's kernel-side name (`<project>_<key>`).
+    pub network: String,
+    /// The network's bridge.
+    pub bridge: String,
+    /// The interface's name inside the container (`eth0`, ...).
+    pub interface: String,
+    /// The host end's name (`berthv...`).
+    pub host_veth: String,
+    /// The container's address, with the network's prefix length.
+    pub address: ipnet::Ipv4Net,
+    /// The network's gateway (the bridge's address).
+    pub gateway: std::net::Ipv4Addr,
+    /// The bridge's MTU, when set.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// Names other containers on the network resolve to this address: the container name, the
+    /// service name (not for one-offs), `aliases`, and the short id.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 /// Docker's default /dev/shm size: 64 MiB.

@@ -11,6 +11,7 @@
 
 mod dev;
 mod kernfs;
+mod loopback;
 mod path;
 mod process;
 mod reaper;
@@ -97,6 +98,9 @@ fn container(request: &CreateRequest, sync: BorrowedFd<'_>) -> Result<Infallible
         if !spec.domainname.is_empty() {
             set_domainname(&spec.domainname)?;
         }
+    }
+    if matches!(spec.namespaces.net, NamespaceMode::Private | NamespaceMode::None) {
+        loopback::bring_up()?;
     }
     // The root is built while the parent moves this process into its cgroup.
     let root = rootfs::prepare(spec, &request.dirs)?;

@@ -1,0 +1,177 @@
+//! `berth up` and `berth down`: start the project's supervisor, and stop it (or clean up after
+//! it when it died).
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Command as Process, Stdio};
+
+use anyhow::anyhow;
+
+use super::{EXIT_INVALID, Failure, GlobalOptions, load_project};
+use crate::image::Store;
+use crate::image::ensure::ensure_images;
+use crate::runtime::spawner::Spawner;
+use crate::supervisor::{self, SupervisorRecord, control, recover};
+
+/// `berth up`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Detached mode: start the containers in the background (the only mode so far).
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+}
+
+/// `berth down`.
+#[derive(Debug, clap::Args)]
+pub struct DownArgs {
+    /// Seconds to wait for containers to stop before killing them.
+    #[arg(short = 't', long, default_value_t = control::DEFAULT_STOP_SECS)]
+    pub timeout: u64,
+}
+
+/// The environment variable that carries the readiness pipe's descriptor to the supervisor.
+const READY_FD_VAR: &str = "BERTH_READY_FD";
+
+fn failure(e: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 1, error: e.into() }
+}
+
+pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<(), Failure> {
+    if !args.detach {
+        return Err(Failure {
+            code: EXIT_INVALID,
+            error: anyhow!("berth up runs detached only for now: use `berth up -d` (attached mode is issue 6)"),
+        });
+    }
+    if global.files.iter().any(|f| f.as_os_str() == crate::spec::load::STDIN_NAME) {
+        return Err(Failure { code: EXIT_INVALID, error: anyhow!("up -d cannot read the stack file from stdin") });
+    }
+    let loaded = load_project(&global.project_options())?;
+    let project = &loaded.project;
+    let root = global.state_root();
+    let dir = supervisor::project_dir(&root, &project.name);
+    if let Some(record) = SupervisorRecord::load(&root, &project.name).filter(SupervisorRecord::is_running) {
+        if control::request(&dir, "ping").is_some() {
+            println!("project {} is already up (supervisor pid {})", project.name, record.pid);
+            return Ok(());
+        }
+        recover::kill_and_wait(record.pid);
+    }
+    // A supervisor that died left containers, networks or rules: remove them first.
+    recover::clean(&root, &project.name).map_err(failure)?;
+    let store = Store::open(&root).map_err(failure)?;
+    let wanted = project
+        .services
+        .iter()
+        .filter_map(|(name, s)| Some((name.clone(), (s.image.clone()?, s.pull_policy.clone()))))
+        .collect();
+    ensure_images(&super::run::StoreSource { store: &store }, &wanted).map_err(failure)?;
+    std::fs::create_dir_all(&dir).map_err(failure)?;
+    let log = std::fs::File::create(dir.join("supervisor.log")).map_err(failure)?;
+    let (read_end, write_end) = nix::unistd::pipe().map_err(failure)?;
+    nix::fcntl::fcntl(&read_end, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(failure)?;
+    let mut command = Process::new("/proc/self/exe");
+    command.arg("--root").arg(&root).arg("-p").arg(&project.name);
+    for file in &global.files {
+        command.arg("-f").arg(file);
+    }
+    if let Some(dir) = &global.project_directory {
+        command.arg("--project-directory").arg(dir);
+    }
+    for file in &global.env_files {
+        command.arg("--env-file").arg(file);
+    }
+    for profile in &global.profiles {
+        command.arg("--profile").arg(profile);
+    }
+    command
+        .arg("__supervise")
+        .env(READY_FD_VAR, write_end.as_raw_fd().to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(failure)?)
+        .stderr(log);
+    let mut child = command.spawn().map_err(failure)?;
+    drop(write_end);
+    let answer = read_answer(std::fs::File::from(read_end), &mut child).map_err(failure)?;
+    if answer.trim() != "ok" {
+        let reason = if answer.trim().is_empty() {
+            format!("the supervisor exited without starting; see {}", dir.join("supervisor.log").display())
+        } else {
+            answer.trim().to_owned()
+        };
+        return Err(failure(anyhow!("{reason}")));
+    }
+    for (name, service) in &project.services {
+        for index in 1..=service.replicas() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            println!(" Container {}  Started", crate::plan::container_name(project, service, index));
+        }
+        let _ = name;
+    }
+    Ok(())
+}
+
+pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failure> {
+    let loaded = load_project(&global.project_options())?;
+    let project = &loaded.project.name;
+    let root = global.state_root();
+    let dir = supervisor::project_dir(&root, project);
+    if let Some(record) = SupervisorRecord::load(&root, project).filter(SupervisorRecord::is_running) {
+        match control::request(&dir, &format!("down {}", args.timeout)) {
+            Some(_) => wait_for_exit(record.pid),
+            None => recover::kill_and_wait(record.pid),
+        }
+    }
+    recover::clean(&root, project).map_err(failure)?;
+    Ok(())
+}
+
+/// The supervisor's one-line report. The pipe's write end outlives the supervisor in its
+/// spawner, so its death is noticed by waiting for it, not by end of file.
+fn read_answer(mut pipe: std::fs::File, child: &mut std::process::Child) -> std::io::Result<String> {
+    use std::os::fd::AsFd;
+    let mut answer = Vec::new();
+    loop {
+        let mut fds = [nix::poll::PollFd::new(pipe.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0);
+        if ready > 0 {
+            let mut chunk = [0u8; 4096];
+            let n = pipe.read(&mut chunk)?;
+            answer.extend_from_slice(&chunk[..n]);
+            if n == 0 || answer.ends_with(b"\n") {
+                break;
+            }
+        } else if child.try_wait()?.is_some() {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// Waits until process `pid` (not our child) is gone.
+fn wait_for_exit(pid: i32) {
+    // SAFETY: pidfd_open with a PID and no flags; the result is checked.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let Ok(raw) = i32::try_from(raw) else { return };
+    if raw < 0 {
+        return;
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&pidfd), nix::poll::PollFlags::POLLIN)];
+    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
+}
+
+/// The hidden `__supervise` command `up -d` starts.
+pub(super) fn supervise(global: &GlobalOptions, spawner: Spawner) -> Result<u8, Failure> {
+    let _ = nix::unistd::setsid();
+    let ready = std::env::var(READY_FD_VAR).ok().and_then(|v| v.parse::<i32>().ok()).map(|fd| {
+        // SAFETY: `up` passed this descriptor, open and ours alone, for exactly this use.
+        std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })
+    });
+    // SAFETY: single-threaded here apart from the spawner, which reads no environment.
+    unsafe { std::env::remove_var(READY_FD_VAR) };
+    let loaded = load_project(&global.project_options())?;
+    supervisor::run(&global.state_root(), loaded.project, spawner, ready).map_err(failure)?;
+    Ok(0)
+}

@@ -1,0 +1,66 @@
+//! The control socket, `<root>/projects/<project>/control.sock`, mode 0600: the CLI's way to
+//! reach a running supervisor. One line per request.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+
+use super::SupervisorError;
+
+/// Where a project's control socket lives.
+pub fn socket_path(project_dir: &Path) -> PathBuf {
+    project_dir.join("control.sock")
+}
+
+/// Binds the socket (replacing one a dead supervisor left), readable by root only.
+pub fn bind(project_dir: &Path) -> Result<UnixListener, SupervisorError> {
+    let path = socket_path(project_dir);
+    let _ = std::fs::remove_file(&path);
+    let io = |source| SupervisorError::Io { path: path.clone(), source };
+    let listener = UnixListener::bind(&path).map_err(io)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(listener)
+}
+
+/// Answers requests until one says `down`; returns its stop timeout.
+pub async fn serve_until_down(listener: UnixListener) -> Duration {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (read, mut write) = stream.into_split();
+        let mut line = String::new();
+        if tokio::io::BufReader::new(read).read_line(&mut line).await.is_err() {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("down") => {
+                let secs = words.next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(DEFAULT_STOP_SECS);
+                let _ = write.write_all(b"stopping\n").await;
+                return Duration::from_secs(secs);
+            }
+            Some("ping") => {
+                let _ = write.write_all(b"pong\n").await;
+            }
+            _ => {
+                let _ = write.write_all(b"error: unknown request\n").await;
+            }
+        }
+    }
+}
+
+/// compose's default stop timeout.
+pub const DEFAULT_STOP_SECS: u64 = 10;
+
+/// Sends one request and returns the first line of the answer; `None` when no supervisor
+/// listens.
+pub fn request(project_dir: &Path, text: &str) -> Option<String> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket_path(project_dir)).ok()?;
+    stream.write_all(format!("{text}\n").as_bytes()).ok()?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    Some(line.trim_end().to_owned())
+}

@@ -1,0 +1,186 @@
+//! One container of a service, from plan to running and back to nothing: planned, placed on
+//! its networks, started, its ports published and its names served; and the reverse.
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use super::SupervisorError;
+use super::names::NameEntry;
+use super::shared::Shared;
+use crate::network::ports::{self, Published};
+use crate::network::{firewall, setup};
+use crate::plan::{self, PlanContext, RunOverrides};
+use crate::runtime::container::{Container, StartOptions};
+use crate::runtime::spec::NamespaceMode;
+
+/// A container the supervisor runs.
+#[derive(Debug)]
+pub struct Running {
+    /// The container.
+    pub container: Container,
+    /// Replica number.
+    pub index: u32,
+    /// Its published ports, held.
+    pub ports: Vec<Published>,
+    /// What `down` sends first (`stop_signal`, default SIGTERM).
+    pub stop_signal: nix::sys::signal::Signal,
+}
+
+/// Where a container's output goes: `<project dir>/logs/<name>.log`.
+pub fn log_path(shared: &Shared, name: &str) -> PathBuf {
+    shared.project_dir.join("logs").join(format!("{name}.log"))
+}
+
+/// Plans and starts replica `index` of `service`.
+pub fn start(shared: &Shared, service_name: &str, index: u32) -> Result<Running, SupervisorError> {
+    let project = &shared.project;
+    let service = project
+        .services
+        .get(service_name)
+        .ok_or_else(|| SupervisorError::Other(format!("no such service: {service_name}")))?;
+    let image = shared
+        .images
+        .get(service_name)
+        .ok_or_else(|| SupervisorError::Other(format!("service {service_name:?}: no image")))?;
+    let layer_links = image
+        .layers
+        .iter()
+        .map(|l| {
+            shared
+                .store
+                .layer_link(&l.diff_id)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let ctx = PlanContext {
+        project,
+        state_root: &shared.root,
+        image,
+        layer_root: shared.store.dir().join("l"),
+        layer_links,
+        host_resolv_conf: &shared.host_resolv_conf,
+        host_hosts: &shared.host_hosts,
+        host_hostname: &shared.host_hostname,
+    };
+    let overrides = RunOverrides { index, ..RunOverrides::default() };
+    let mut spec =
+        plan::container_spec(&ctx, service, &overrides).map_err(|e| SupervisorError::Other(e.to_string()))?;
+    match &spec.namespaces.net {
+        NamespaceMode::Private => setup::attach_spec(&shared.root, &mut spec, service, &shared.networks, false)?,
+        // A container in another's network namespace sees that one's /etc files, as in docker:
+        // its names, its resolver.
+        NamespaceMode::Container(name) => {
+            let joined =
+                crate::runtime::state::list(&shared.root)?.into_iter().filter_map(|f| f.spec).find(|s| &s.name == name);
+            if let Some(joined) = joined {
+                spec.etc = joined.etc;
+                spec.hostname = joined.hostname;
+            }
+        }
+        NamespaceMode::Host | NamespaceMode::None => {}
+    }
+    let logs = log_path(shared, &spec.name);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&logs)
+        .map_err(|e| SupervisorError::Io { path: logs.clone(), source: e })?;
+    let null =
+        std::fs::File::open("/dev/null").map_err(|e| SupervisorError::Io { path: "/dev/null".into(), source: e })?;
+    let options = StartOptions {
+        stdio: Some([null.as_raw_fd(), log.as_raw_fd(), log.as_raw_fd()]),
+        die_with_parent: false,
+        oneoff: false,
+    };
+    let released = spec.clone();
+    let container = Container::start(&shared.spawner, &shared.root, spec, options).map_err(|e| {
+        let _ = setup::release(&shared.root, &released);
+        SupervisorError::Runtime(e)
+    })?;
+    let stop_signal = service
+        .stop_signal
+        .as_deref()
+        .and_then(|name| {
+            let name = name.to_ascii_uppercase();
+            let full = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
+            full.parse().ok()
+        })
+        .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+    let mut running = Running { container, index, ports: Vec::new(), stop_signal };
+    if let Err(e) = publish(shared, service, &mut running) {
+        stop_and_remove(shared, running);
+        return Err(e);
+    }
+    let upstreams = setup::upstreams(service, &shared.host_resolv_conf);
+    let spec = &running.container.spec;
+    shared.names.add(
+        spec.endpoints
+            .iter()
+            .map(|e| NameEntry {
+                container: spec.id.clone(),
+                address: e.address.addr(),
+                network: e.network.clone(),
+                names: e.names.iter().map(|n| n.to_lowercase()).collect(),
+                upstreams: upstreams.clone(),
+            })
+            .collect(),
+    );
+    Ok(running)
+}
+
+fn publish(shared: &Shared, service: &crate::spec::Service, running: &mut Running) -> Result<(), SupervisorError> {
+    if service.ports.is_empty() {
+        return Ok(());
+    }
+    let spec = &running.container.spec;
+    let Some(endpoint) = spec.endpoints.first() else { return Ok(()) };
+    let default_host_ip = shared
+        .networks
+        .values()
+        .find(|n| n.name == endpoint.network)
+        .and_then(|n| n.host_binding)
+        .or(shared.default_host_ip);
+    running.ports = ports::publish(&service.ports, default_host_ip)
+        .map_err(|e| SupervisorError::Other(format!("service {:?}: ports: {e}", service.name)))?;
+    let rules: Vec<firewall::PortRule<'_>> = running
+        .ports
+        .iter()
+        .map(|p| firewall::PortRule {
+            project: &spec.project,
+            container: &spec.name,
+            protocol: p.protocol,
+            host_ip: p.host_ip,
+            host_port: p.host_port,
+            container_ip: endpoint.address.addr(),
+            container_port: p.container_port,
+        })
+        .collect();
+    shared.firewall()?.add_ports(&rules).map_err(setup::NetworkError::from)?;
+    Ok(())
+}
+
+/// Kills what still runs of a container and removes it with everything it held: cgroup,
+/// directories, addresses, port rules, names.
+pub fn stop_and_remove(shared: &Shared, running: Running) {
+    let spec = running.container.spec.clone();
+    shared.names.remove(&spec.id);
+    if !running.ports.is_empty()
+        && let Ok(firewall) = shared.firewall()
+    {
+        let _ = firewall.remove_container(&spec.project, &spec.name);
+    }
+    drop(running.ports);
+    if let Err(e) = running.container.destroy() {
+        eprintln!("berth: remove {}: {e}", spec.name);
+    }
+    let _ = setup::release(&shared.root, &spec);
+}
+
+/// The host address published ports bind to when neither the port nor its network names one:
+/// `BERTH_HOST_IP`, else all addresses, as in compose.
+pub fn default_host_ip() -> Option<Ipv4Addr> {
+    std::env::var("BERTH_HOST_IP").ok().and_then(|v| v.parse().ok())
+}

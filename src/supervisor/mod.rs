@@ -1,0 +1,318 @@
+//! The per-project supervisor: one process that owns a project's containers (they are its
+//! children, watched through pidfds), restarts them by policy, serves their names over DNS, and
+//! takes orders from the CLI on a root-only control socket. `berth up -d` starts it; `berth
+//! down` asks it to stop everything and exit, or cleans up after it when it was killed.
+
+pub mod control;
+mod launch;
+pub mod names;
+pub mod recover;
+mod shared;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+use crate::image::{ImageRecord, Store};
+use crate::network::dns::DnsServer;
+use crate::network::setup::{self, NetworkError};
+use crate::runtime::RuntimeError;
+use crate::runtime::spawner::Spawner;
+use crate::spec::{Project, Service};
+use launch::Running;
+pub use shared::Shared;
+
+/// Why the supervisor could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// Networks.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// Containers.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A file.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// Anything else, said in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// `<root>/projects/<project>`.
+pub fn project_dir(root: &Path, project: &str) -> PathBuf {
+    root.join("projects").join(project)
+}
+
+/// The supervisor's record: which process it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SupervisorRecord {
+    /// Its PID.
+    pub pid: i32,
+    /// Its start time, so a reused PID is not mistaken for it.
+    pub start_time: u64,
+}
+
+impl SupervisorRecord {
+    /// The record of `project`'s supervisor, when there is one.
+    pub fn load(root: &Path, project: &str) -> Option<SupervisorRecord> {
+        let text = std::fs::read(project_dir(root, project).join("supervisor.json")).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&self) -> bool {
+        crate::runtime::state::process_start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// Runs the supervisor of `project` until `down`. `ready` hears `ok` once every container
+/// started, or the error that stopped `up` (after everything made was removed again).
+pub fn run(
+    root: &Path,
+    project: Project,
+    spawner: Spawner,
+    mut ready: Option<std::fs::File>,
+) -> Result<(), SupervisorError> {
+    let name = project.name.clone();
+    let shared = match prepare(root, project, spawner) {
+        Ok(shared) => Arc::new(shared),
+        Err(e) => {
+            let _ = setup::remove_networks(root, &name);
+            let _ = std::fs::remove_file(project_dir(root, &name).join("supervisor.json"));
+            tell(&mut ready, &e.to_string());
+            return Err(e);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| SupervisorError::Io { path: "tokio runtime".into(), source: e })?;
+    let outcome = runtime.block_on(serve(Arc::clone(&shared), &mut ready));
+    drop(runtime);
+    let _ = setup::remove_networks(&shared.root, &shared.project.name);
+    let _ = std::fs::remove_file(shared.project_dir.join("supervisor.json"));
+    let _ = std::fs::remove_file(control::socket_path(&shared.project_dir));
+    // `up` hears of a failure only once everything made is gone again.
+    if let Err(e) = &outcome {
+        tell(&mut ready, &e.to_string());
+    }
+    outcome
+}
+
+fn tell(ready: &mut Option<std::fs::File>, message: &str) {
+    if let Some(mut pipe) = ready.take() {
+        let _ = pipe.write_all(format!("{}\n", message.trim_end()).as_bytes());
+    }
+}
+
+fn prepare(root: &Path, project: Project, spawner: Spawner) -> Result<Shared, SupervisorError> {
+    let dir = project_dir(root, &project.name);
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| SupervisorError::Io { path: logs.clone(), source: e })?;
+    let pid = std::process::id() as i32;
+    let record = SupervisorRecord { pid, start_time: crate::runtime::state::process_start_time(pid).unwrap_or(0) };
+    let path = dir.join("supervisor.json");
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap_or_default())
+        .map_err(|e| SupervisorError::Io { path: path.clone(), source: e })?;
+    let store = Store::open(root).map_err(|e| SupervisorError::Other(e.to_string()))?;
+    let mut images: BTreeMap<String, ImageRecord> = BTreeMap::new();
+    for (name, service) in &project.services {
+        let image = service.image.as_deref().ok_or_else(|| {
+            SupervisorError::Other(format!("service {name:?} has no image, and berth cannot build images yet"))
+        })?;
+        let record = store
+            .resolve(image)
+            .map_err(|e| SupervisorError::Other(e.to_string()))?
+            .ok_or_else(|| SupervisorError::Other(format!("service {name:?}: image {image} is not in the store")))?;
+        images.insert(name.clone(), record);
+    }
+    let keys: Vec<&str> = project
+        .services
+        .values()
+        .filter(|s| has_own_network(s))
+        .flat_map(|s| s.networks.keys().map(String::as_str))
+        .collect();
+    let networks = setup::ensure_networks(root, &project, keys)?;
+    Ok(Shared::new(root.to_path_buf(), project, spawner, store, images, networks))
+}
+
+/// Whether a service gets a network namespace of its own on bridge networks (not `host`,
+/// `none` or another container's).
+fn has_own_network(service: &Service) -> bool {
+    service.network_mode.as_deref().is_none_or(|m| m.is_empty() || m == "bridge" || m == "default")
+}
+
+async fn serve(shared: Arc<Shared>, ready: &mut Option<std::fs::File>) -> Result<(), SupervisorError> {
+    let server = DnsServer::new(Arc::clone(&shared.names) as Arc<dyn crate::network::dns::Records>);
+    let mut listeners = Vec::new();
+    for record in shared.networks.values().filter(|r| r.project == shared.project.name) {
+        let address = SocketAddr::from((record.addressing.gateway, 53));
+        listeners.push(server.listen(address).await.map_err(|e| SupervisorError::Other(e.to_string()))?);
+    }
+    let control = control::bind(&shared.project_dir)?;
+    let graph =
+        crate::spec::validate::dependency_graph(&shared.project).map_err(|e| SupervisorError::Other(e.to_string()))?;
+    let (stop_tx, stop_rx) = watch::channel(None::<Duration>);
+    let mut tasks = tokio::task::JoinSet::new();
+    for wave in graph.start_waves() {
+        let mut starting = tokio::task::JoinSet::new();
+        for service in wave {
+            let replicas = shared.project.services.get(&service).map_or(1, Service::replicas);
+            for index in 1..=u32::try_from(replicas).unwrap_or(1) {
+                let shared = Arc::clone(&shared);
+                let service = service.clone();
+                starting.spawn_blocking(move || (service.clone(), launch::start(&shared, &service, index)));
+            }
+        }
+        let mut failure = None;
+        while let Some(joined) = starting.join_next().await {
+            let Ok((service, started)) = joined else { continue };
+            match started {
+                Ok(running) => {
+                    tasks.spawn(supervise(Arc::clone(&shared), service, running, stop_rx.clone()));
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        if let Some(e) = failure {
+            let _ = stop_tx.send(Some(Duration::ZERO));
+            while tasks.join_next().await.is_some() {}
+            return Err(e);
+        }
+    }
+    tell(ready, "ok");
+    let timeout = control::serve_until_down(control).await;
+    let _ = stop_tx.send(Some(timeout));
+    while tasks.join_next().await.is_some() {}
+    drop(listeners);
+    Ok(())
+}
+
+/// Watches one container: restarts it by its policy when it exits, stops it on `down`.
+async fn supervise(
+    shared: Arc<Shared>,
+    service: String,
+    mut running: Running,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let mut restarts = 0u32;
+    let mut delay = INITIAL_BACKOFF;
+    loop {
+        let started = Instant::now();
+        let exit = match wait_or_stop(&mut running, &mut stop).await {
+            Some(exit) => exit,
+            None => {
+                let shared = Arc::clone(&shared);
+                let _ = tokio::task::spawn_blocking(move || launch::stop_and_remove(&shared, running)).await;
+                return;
+            }
+        };
+        let index = running.index;
+        {
+            let shared = Arc::clone(&shared);
+            let _ = tokio::task::spawn_blocking(move || launch::stop_and_remove(&shared, running)).await;
+        }
+        let Some(config) = shared.project.services.get(&service) else { return };
+        if !should_restart(config, exit.code, restarts) {
+            return;
+        }
+        if started.elapsed() >= BACKOFF_RESET {
+            delay = INITIAL_BACKOFF;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return,
+        }
+        delay = (delay * 2).min(MAX_BACKOFF);
+        restarts += 1;
+        let restarted = {
+            let shared = Arc::clone(&shared);
+            let service = service.clone();
+            tokio::task::spawn_blocking(move || launch::start(&shared, &service, index)).await
+        };
+        match restarted {
+            Ok(Ok(next)) => running = next,
+            Ok(Err(e)) => {
+                eprintln!("berth: restart {service}-{index}: {e}");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// docker's restart manager: 100 ms, doubled per restart up to a minute, back to 100 ms after
+/// ten seconds of uptime.
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const BACKOFF_RESET: Duration = Duration::from_secs(10);
+
+/// Waits for the container to exit (its exit) or for `down` (None, after a graceful stop).
+async fn wait_or_stop(
+    running: &mut Running,
+    stop: &mut watch::Receiver<Option<Duration>>,
+) -> Option<crate::runtime::container::ExitStatus> {
+    let pidfd = running.container.pidfd.try_clone().ok()?;
+    // SAFETY: the AsyncFd owns the pidfd (a duplicate of the container's), which stays open
+    // for as long as it is registered and is closed only when the AsyncFd is dropped.
+    let exited = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }.ok()?;
+    if stop.borrow().is_some() {
+        graceful_stop(running, &exited, Duration::ZERO).await;
+        return None;
+    }
+    tokio::select! {
+        _ = exited.readable() => running.container.wait().ok(),
+        _ = stop.changed() => {
+            let timeout = stop.borrow().unwrap_or(Duration::ZERO);
+            graceful_stop(running, &exited, timeout).await;
+            None
+        }
+    }
+}
+
+/// The stop signal, up to `timeout` for the container to exit, then SIGKILL.
+async fn graceful_stop(running: &mut Running, exited: &AsyncFd<std::os::fd::OwnedFd>, timeout: Duration) {
+    if !timeout.is_zero() {
+        let _ = running.container.signal(running.stop_signal);
+        if tokio::time::timeout(timeout, exited.readable()).await.is_ok() {
+            let _ = running.container.wait();
+        }
+    }
+}
+
+/// docker's restart policies: `no`, `always`, `unless-stopped`, `on-failure[:N]`, or
+/// `deploy.restart_policy` (`none`, `any`, `on-failure` with `max_attempts`).
+fn should_restart(service: &Service, code: i32, restarts: u32) -> bool {
+    if let Some(policy) = service.deploy.as_ref().and_then(|d| d.restart_policy.as_ref()) {
+        let limit = policy.max_attempts.unwrap_or(0);
+        let within = limit == 0 || u64::from(restarts) < limit;
+        return match policy.condition.as_deref().unwrap_or("any") {
+            "none" => false,
+            "on-failure" => code != 0 && within,
+            _ => within,
+        };
+    }
+    let policy = service.restart.as_deref().unwrap_or("no");
+    match policy.split_once(':') {
+        Some(("on-failure", max)) => code != 0 && max.parse::<u32>().is_ok_and(|max| restarts < max),
+        _ => match policy {
+            "always" | "unless-stopped" => true,
+            "on-failure" => code != 0,
+            _ => false,
+        },
+    }
+}

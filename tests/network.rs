@@ -530,3 +530,41 @@ fn network_modes_none_and_service_and_extra_hosts_with_host_gateway() {
     let (_, hosts) = project.sh("server", "cat /etc/hosts");
     assert!(hosts.contains(&format!("{gateway}\thost.docker.internal")), "{hosts}");
 }
+
+#[test]
+fn an_internal_network_has_no_way_out_and_ipam_config_sets_the_subnet() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let _outside = Outside::new("berth-test-internal");
+    let server = service("server", &format!("{}\nnetworks: [private]", tcp_server(8080, "private")));
+    let client = service("client", &format!("{IDLE}\nnetworks: [private]"));
+    let project = Project::new("bnetinternal", &format!("{server}{client}"))
+        .with_networks("  private:\n    internal: true\n    ipam:\n      config:\n        - subnet: 10.213.0.0/24\n");
+    project.up();
+    assert_eq!(gateway_of(&project, "private"), Ipv4Addr::new(10, 213, 0, 1));
+    let (_, hosts) = project.sh("client", "tail -n 1 /etc/hosts");
+    assert!(hosts.starts_with("10.213.0."), "{hosts}");
+    assert!(project.sh_until("client", "nc server 8080 </dev/null", "private").contains("private"));
+    let (reached, text) = project.sh("client", "nc -w 1 198.51.100.2 9000 </dev/null");
+    assert!(!reached && !text.contains("outside"), "an internal network reached the outside: {text}");
+}
+
+#[test]
+fn an_up_that_fails_halfway_says_why_and_leaves_nothing_behind() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    // Another program holds the port the second wave asks for.
+    let _holder = TcpListener::bind("0.0.0.0:18095").unwrap();
+    let first = service("first", &tcp_server(8080, "a"));
+    let second = service("second", &format!("{}\nports: [\"18095:8080\"]\ndepends_on: [first]", tcp_server(8080, "b")));
+    let project = Project::new("bnetfail", &format!("{first}{second}"));
+    let out = project.berth(&["up", "-d"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("second") && stderr.contains("18095") && stderr.contains("port is already allocated"),
+        "{stderr}"
+    );
+    assert!(leftovers("berth bnetfail ").is_empty(), "{:?}", leftovers("berth bnetfail "));
+    assert!(!state_root().join("networks/bnetfail_default.json").exists(), "the network record is gone");
+    assert!(project.pid_of("bnetfail-first-1").is_none(), "the first container is gone");
+    assert!(!state_root().join("projects/bnetfail/supervisor.json").exists(), "the supervisor is gone");
+}

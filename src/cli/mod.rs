@@ -105,7 +105,10 @@ pub enum Command {
 impl GlobalOptions {
     /// The state root: `--root`, else `BERTH_ROOT`, else `/var/lib/berth`.
     pub fn state_root(&self) -> PathBuf {
-        self.root.clone().unwrap_or_else(crate::image::default_root)
+        // Absolute: the root's paths end up in mount options and in a supervisor with its own
+        // working directory.
+        let root = self.root.clone().unwrap_or_else(crate::image::default_root);
+        std::path::absolute(&root).unwrap_or(root)
     }
 
     /// The loader options for these flags in this process; `-f -` reads standard input.

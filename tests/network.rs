@@ -7,202 +7,13 @@
 //! "outside" network namespace the test makes itself.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, OnceLock};
+mod network_support;
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::process::Command;
 use std::time::Duration;
 
-const IMAGE: &str = "berth-test/busybox:latest";
-
-/// Tests that change the host's firewall policy run alone.
-static HOST_FIREWALL: Mutex<()> = Mutex::new(());
-
-fn state_root() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the network tests make bridges and firewall rules: run them as root"
-        );
-        let images = Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-test-images");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-images.sh");
-        let out = Command::new("bash").arg(script).arg(&images).output().unwrap();
-        assert!(out.status.success(), "building the test images failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-network-root");
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--root")
-            .arg(&root)
-            .args(["load", "-i"])
-            .arg(images.join("busybox.docker.tar"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "berth load: {}", String::from_utf8_lossy(&out.stderr));
-        root
-    })
-}
-
-/// A project directory whose compose.yaml names the project; `down -t 0` on drop.
-struct Project {
-    dir: tempfile::TempDir,
-    name: String,
-}
-
-impl Project {
-    fn new(name: &str, services: &str) -> Project {
-        let dir = tempfile::Builder::new().prefix("berth-net-").tempdir().unwrap();
-        std::fs::write(dir.path().join("compose.yaml"), format!("name: {name}\nservices:\n{services}")).unwrap();
-        Project { dir, name: name.to_owned() }
-    }
-
-    fn with_networks(self, networks: &str) -> Project {
-        let path = self.dir.path().join("compose.yaml");
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str("networks:\n");
-        text.push_str(networks);
-        std::fs::write(path, text).unwrap();
-        self
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--root")
-            .arg(state_root())
-            .arg("-f")
-            .arg(self.dir.path().join("compose.yaml"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn up(&self) {
-        let out = self.berth(&["up", "-d"]);
-        assert!(out.status.success(), "up -d: {}\n{}", String::from_utf8_lossy(&out.stderr), self.supervisor_log());
-    }
-
-    fn supervisor_log(&self) -> String {
-        std::fs::read_to_string(state_root().join("projects").join(&self.name).join("supervisor.log"))
-            .unwrap_or_default()
-    }
-
-    fn down(&self) {
-        let out = self.berth(&["down", "-t", "1"]);
-        assert!(out.status.success(), "down: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// `berth exec -T SERVICE sh -c SCRIPT`: status and output.
-    fn sh(&self, service: &str, script: &str) -> (bool, String) {
-        let out = self.berth(&["exec", "-T", service, "sh", "-c", script]);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
-    }
-
-    /// Runs `script` in `service` until its output contains `want` (servers restart their
-    /// `nc` between connections); panics with the last output after many tries.
-    fn sh_until(&self, service: &str, script: &str, want: &str) -> String {
-        let mut last = String::new();
-        for _ in 0..100 {
-            let (_, text) = self.sh(service, script);
-            if text.contains(want) {
-                return text;
-            }
-            last = text;
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("{service}: `{script}` never printed {want:?}; last output:\n{last}");
-    }
-
-    /// The host PID of the running container named `name`.
-    fn pid_of(&self, name: &str) -> Option<i32> {
-        for entry in std::fs::read_dir(state_root().join("containers")).ok()?.flatten() {
-            let Ok(text) = std::fs::read_to_string(entry.path().join("state.json")) else { continue };
-            let state: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if state["name"] == name {
-                return state["pid"].as_i64().and_then(|p| i32::try_from(p).ok());
-            }
-        }
-        None
-    }
-
-    fn supervisor_pid(&self) -> i32 {
-        let path = state_root().join("projects").join(&self.name).join("supervisor.json");
-        let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        i32::try_from(record["pid"].as_i64().unwrap()).unwrap()
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = self.berth(&["down", "-t", "0"]);
-    }
-}
-
-/// Every test service forwards the names berth does not know to the host's loopback, where
-/// nothing answers, and searches no domain: no test query leaves the machine.
-const NO_UPSTREAM: &str = "    dns: [\"127.0.0.1\"]\n    dns_search: [\".\"]\n";
-
-fn service(name: &str, extra: &str) -> String {
-    let mut text = format!("  {name}:\n    image: {IMAGE}\n    pull_policy: never\n{NO_UPSTREAM}");
-    for line in extra.lines().filter(|l| !l.trim().is_empty()) {
-        text.push_str("    ");
-        text.push_str(line);
-        text.push('\n');
-    }
-    text
-}
-
-/// A persistent TCP server: each connection reads `reply`, then the server closes it.
-fn tcp_server(port: u16, reply: &str) -> String {
-    format!(r#"command: ["nc", "-ll", "-p", "{port}", "-e", "echo", "{reply}"]"#)
-}
-
-const IDLE: &str = r#"command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]"#;
-
-/// Reads what a TCP server at `address` sends, retrying while it is between connections.
-fn read_tcp(address: SocketAddrV4) -> String {
-    let mut last = String::new();
-    for _ in 0..100 {
-        match TcpStream::connect_timeout(&address.into(), Duration::from_secs(2)) {
-            Ok(mut stream) => {
-                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut text = String::new();
-                let _ = stream.read_to_string(&mut text);
-                if !text.is_empty() {
-                    return text;
-                }
-                last = "connected, read nothing".into();
-            }
-            Err(e) => last = e.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing from {address}: {last}");
-}
-
-/// Names of the host's links and berth's rules that mention `needle`.
-fn leftovers(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
-    found.extend(String::from_utf8_lossy(&links.stdout).lines().filter(|l| l.contains(needle)).map(str::to_owned));
-    if let Ok(rules) = Command::new("iptables-save").output() {
-        found.extend(String::from_utf8_lossy(&rules.stdout).lines().filter(|l| l.contains(needle)).map(str::to_owned));
-    }
-    found
-}
-
-fn bridge_of(project: &Project, key: &str) -> String {
-    let path = state_root().join("networks").join(format!("{}_{key}.json", project.name));
-    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    record["bridge"].as_str().unwrap().to_owned()
-}
-
-fn gateway_of(project: &Project, key: &str) -> Ipv4Addr {
-    let path = state_root().join("networks").join(format!("{}_{key}.json", project.name));
-    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    record["addressing"]["gateway"].as_str().unwrap().parse().unwrap()
-}
+use network_support::*;
 
 #[test]
 fn services_reach_each_other_by_name_and_alias_and_a_published_port_answers_on_the_host() {
@@ -312,130 +123,6 @@ fn after_the_server_restarts_the_client_resolves_it_again_and_connects() {
     assert!(project.sh_until("client", "nslookup server && nc server 8080 </dev/null", "again").contains("again"));
 }
 
-/// An "outside" host: a network namespace with a veth to the host, 198.51.100.2/30 inside and
-/// 198.51.100.1/30 on the host, and a TCP listener inside that records who connects.
-struct Outside {
-    name: String,
-    peer: std::sync::mpsc::Receiver<std::net::SocketAddr>,
-}
-
-impl Outside {
-    fn new(name: &str) -> Outside {
-        let ip = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().unwrap();
-            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        ip(&["netns", "add", name]);
-        // From here on a failure still removes the namespace.
-        let mut outside = Outside { name: name.to_owned(), peer: std::sync::mpsc::channel().1 };
-        ip(&["link", "add", "berthtout0", "type", "veth", "peer", "name", "berthtout1", "netns", name]);
-        ip(&["addr", "add", "198.51.100.1/30", "dev", "berthtout0"]);
-        ip(&["link", "set", "berthtout0", "up"]);
-        ip(&["-n", name, "addr", "add", "198.51.100.2/30", "dev", "berthtout1"]);
-        ip(&["-n", name, "link", "set", "berthtout1", "up"]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-        let path = format!("/run/netns/{name}");
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(path).unwrap();
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let listener = TcpListener::bind("198.51.100.2:9000").unwrap();
-            bound_tx.send(()).unwrap();
-            for stream in listener.incoming().flatten() {
-                let _ = (&stream).write_all(b"outside\n");
-                if tx.send(stream.peer_addr().unwrap()).is_err() {
-                    return;
-                }
-            }
-        });
-        bound_rx.recv().unwrap();
-        let path = format!("/run/netns/{name}");
-        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(path).unwrap();
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let socket = UdpSocket::bind("198.51.100.2:53").unwrap();
-            bound_tx.send(()).unwrap();
-            let mut buf = [0u8; 512];
-            while let Ok((n, peer)) = socket.recv_from(&mut buf) {
-                let _ = socket.send_to(&dns_answer(&buf[..n], OUTSIDE_NAME_ADDRESS), peer);
-            }
-        });
-        bound_rx.recv().unwrap();
-        outside.peer = rx;
-        outside
-    }
-}
-
-/// What the outside resolver answers to every A query.
-const OUTSIDE_NAME_ADDRESS: [u8; 4] = [198, 51, 100, 77];
-
-/// A DNS reply to `query` (one question) with one A record for `address`; AAAA and other
-/// types get no records.
-fn dns_answer(query: &[u8], address: [u8; 4]) -> Vec<u8> {
-    let mut reply = query.to_vec();
-    reply[2] |= 0x80; // QR: a response
-    reply[3] = 0x80; // RA, NOERROR
-    let question_end = 12 + query[12..].iter().position(|b| *b == 0).unwrap() + 1 + 4;
-    reply.truncate(question_end);
-    let qtype = u16::from_be_bytes([query[question_end - 4], query[question_end - 3]]);
-    if qtype == 1 {
-        reply[7] = 1; // ANCOUNT
-        reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-        reply.extend_from_slice(&address);
-    }
-    reply[8..12].fill(0); // NSCOUNT, ARCOUNT
-    reply
-}
-
-impl Drop for Outside {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", "berthtout0"]).output();
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-    }
-}
-
-/// Docker's filter rules as dockerd installs them: FORWARD policy DROP and its own chains.
-struct DockerRules {
-    forward_policy: String,
-}
-
-impl DockerRules {
-    fn install() -> DockerRules {
-        let save = Command::new("iptables").args(["-S", "FORWARD"]).output().expect("iptables");
-        let text = String::from_utf8_lossy(&save.stdout);
-        let forward_policy =
-            text.lines().find_map(|l| l.strip_prefix("-P FORWARD ")).unwrap_or("ACCEPT").trim().to_owned();
-        for args in [
-            &["-N", "DOCKER-USER"][..],
-            &["-A", "DOCKER-USER", "-j", "RETURN"],
-            &["-N", "DOCKER-FORWARD"],
-            &["-I", "FORWARD", "1", "-j", "DOCKER-USER"],
-            &["-I", "FORWARD", "2", "-j", "DOCKER-FORWARD"],
-            &["-P", "FORWARD", "DROP"],
-        ] {
-            let out = Command::new("iptables").args(args).output().unwrap();
-            assert!(out.status.success(), "iptables {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        DockerRules { forward_policy }
-    }
-}
-
-impl Drop for DockerRules {
-    fn drop(&mut self) {
-        for args in [
-            &["-P", "FORWARD", self.forward_policy.as_str()][..],
-            &["-D", "FORWARD", "-j", "DOCKER-USER"],
-            &["-D", "FORWARD", "-j", "DOCKER-FORWARD"],
-            &["-F", "DOCKER-USER"],
-            &["-X", "DOCKER-USER"],
-            &["-X", "DOCKER-FORWARD"],
-        ] {
-            let _ = Command::new("iptables").args(args).output();
-        }
-    }
-}
-
 #[test]
 fn with_dockers_forward_drop_policy_containers_reach_each_other_and_the_outside_through_nat() {
     let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
@@ -495,14 +182,6 @@ fn down_after_the_supervisor_was_killed_leaves_nothing_and_up_works_again() {
     }
     project.up();
     assert_eq!(read_tcp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 18090)).trim(), "x");
-}
-
-/// Whether a process runs (a zombie waiting for init to reap it does not).
-fn is_alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
-        .is_some_and(|zombie| !zombie)
 }
 
 #[test]
@@ -567,4 +246,33 @@ fn an_up_that_fails_halfway_says_why_and_leaves_nothing_behind() {
     assert!(!state_root().join("networks/bnetfail_default.json").exists(), "the network record is gone");
     assert!(project.pid_of("bnetfail-first-1").is_none(), "the first container is gone");
     assert!(!state_root().join("projects/bnetfail/supervisor.json").exists(), "the supervisor is gone");
+}
+
+#[test]
+fn the_nftables_backend_publishes_ports_and_masquerades_too() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    if Command::new("nft").arg("--version").output().is_err() {
+        eprintln!(
+            "SKIPPED the_nftables_backend_publishes_ports_and_masquerades_too: no nft binary (apt-get install nftables)"
+        );
+        return;
+    }
+    let outside = Outside::new("berth-test-nft");
+    let server = service("server", &format!("{}\nports: [\"18097:8080\"]", tcp_server(8080, "nft")));
+    let mut project = Project::new("bnetnft", &format!("{server}{}", service("client", IDLE)));
+    project.env.push(("BERTH_FIREWALL", "nftables"));
+    project.up();
+    let ruleset =
+        String::from_utf8_lossy(&Command::new("nft").args(["list", "table", "ip", "berth"]).output().unwrap().stdout)
+            .into_owned();
+    assert!(ruleset.contains("berth bnetnft"), "the rules are in nft's berth table:\n{ruleset}");
+    assert_eq!(read_tcp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 18097)).trim(), "nft");
+    assert!(project.sh_until("client", "nc server 8080 </dev/null", "nft").contains("nft"));
+    assert!(project.sh_until("client", "nc 198.51.100.2 9000 </dev/null", "outside").contains("outside"));
+    let peer = outside.peer.recv_timeout(Duration::from_secs(10)).expect("the outside host saw a connection");
+    assert_eq!(peer.ip(), std::net::IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)));
+    project.down();
+    let after =
+        String::from_utf8_lossy(&Command::new("nft").args(["list", "ruleset"]).output().unwrap().stdout).into_owned();
+    assert!(!after.contains("berth"), "down removed the table:\n{after}");
 }

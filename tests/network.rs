@@ -7,13 +7,13 @@
 //! "outside" network namespace the test makes itself.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod network_support;
+mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use network_support::*;
+use support::*;
 
 #[test]
 fn services_reach_each_other_by_name_and_alias_and_a_published_port_answers_on_the_host() {

@@ -7,6 +7,7 @@ mod format;
 mod graph;
 mod image;
 mod procs;
+mod ps;
 mod run;
 mod up;
 
@@ -92,6 +93,8 @@ pub enum Command {
     Up(up::UpArgs),
     /// Stop and remove the project's containers, networks and firewall rules.
     Down(up::DownArgs),
+    /// List the project's containers.
+    Ps(ps::PsArgs),
     /// The project's supervisor (started by `up -d`).
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -216,6 +219,7 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Top(args) => container::top(&cli.global, &args),
         Command::Up(args) => up::up(&cli.global, &args),
         Command::Down(args) => up::down(&cli.global, &args),
+        Command::Ps(args) => ps::ps(&cli.global, &args),
         Command::Run(_) | Command::Exec(_) | Command::Supervise => Ok(()),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();

@@ -19,6 +19,12 @@ pub struct UpArgs {
     /// Detached mode: start the containers in the background (the only mode so far).
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Wait until every container runs and is healthy (or exited 0); implies -d.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds `--wait` waits at most.
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_timeout: Option<u64>,
 }
 
 /// `berth down`.
@@ -37,7 +43,7 @@ fn failure(e: impl Into<anyhow::Error>) -> Failure {
 }
 
 pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<(), Failure> {
-    if !args.detach {
+    if !args.detach && !args.wait {
         return Err(Failure {
             code: EXIT_INVALID,
             error: anyhow!("berth up runs detached only for now: use `berth up -d` (attached mode is issue 6)"),
@@ -101,14 +107,50 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<(), Failure> {
         };
         return Err(failure(anyhow!("{reason}")));
     }
-    for (name, service) in &project.services {
+    for service in project.services.values() {
         for index in 1..=service.replicas() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             println!(" Container {}  Started", crate::plan::container_name(project, service, index));
         }
-        let _ = name;
+    }
+    if args.wait {
+        wait_until_ready(global, &project.name, args.wait_timeout.map(std::time::Duration::from_secs))?;
     }
     Ok(())
+}
+
+/// `up --wait`: until every container runs (healthy, when it has a health check) or has
+/// exited 0; a container that exited otherwise or is unhealthy fails it.
+fn wait_until_ready(
+    global: &GlobalOptions,
+    project: &str,
+    timeout: Option<std::time::Duration>,
+) -> Result<(), Failure> {
+    let started = std::time::Instant::now();
+    loop {
+        let containers = super::ps::containers(global, project);
+        let mut ready = !containers.is_empty();
+        for c in &containers {
+            match (c.state.as_str(), c.health.as_str()) {
+                ("running", "" | "healthy") => {}
+                ("exited", _) if c.exit_code == 0 => {}
+                ("exited", _) => {
+                    return Err(failure(anyhow!("container {} exited with code {}", c.name, c.exit_code)));
+                }
+                (_, "unhealthy") => {
+                    return Err(failure(anyhow!("container {} is unhealthy: {}", c.name, c.health_output.trim())));
+                }
+                _ => ready = false,
+            }
+        }
+        if ready {
+            return Ok(());
+        }
+        if timeout.is_some_and(|t| started.elapsed() >= t) {
+            return Err(failure(anyhow!("timed out waiting for the project to be ready")));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failure> {

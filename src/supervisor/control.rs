@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
-use super::SupervisorError;
+use super::{Shared, SupervisorError};
 
 /// Where a project's control socket lives.
 pub fn socket_path(project_dir: &Path) -> PathBuf {
@@ -27,7 +27,7 @@ pub fn bind(project_dir: &Path) -> Result<UnixListener, SupervisorError> {
 }
 
 /// Answers requests until one says `down`; returns its stop timeout.
-pub async fn serve_until_down(listener: UnixListener) -> Duration {
+pub async fn serve_until_down(listener: UnixListener, shared: &Shared) -> Duration {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let (read, mut write) = stream.into_split();
@@ -44,6 +44,11 @@ pub async fn serve_until_down(listener: UnixListener) -> Duration {
             }
             Some("ping") => {
                 let _ = write.write_all(b"pong\n").await;
+            }
+            Some("ps") => {
+                let mut text = serde_json::to_string(&shared.status.containers()).unwrap_or_default();
+                text.push('\n');
+                let _ = write.write_all(text.as_bytes()).await;
             }
             _ => {
                 let _ = write.write_all(b"error: unknown request\n").await;

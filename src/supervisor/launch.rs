@@ -6,8 +6,10 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use super::SupervisorError;
+use super::health::HealthPlan;
 use super::names::NameEntry;
 use super::shared::Shared;
+use super::status::{ContainerStatus, Publisher, health_text, now_nanos};
 use crate::network::ports::{self, Published};
 use crate::network::{firewall, setup};
 use crate::plan::{self, PlanContext, RunOverrides};
@@ -25,6 +27,8 @@ pub struct Running {
     pub ports: Vec<Published>,
     /// What `down` sends first (`stop_signal`, default SIGTERM).
     pub stop_signal: nix::sys::signal::Signal,
+    /// Its health check, if it has one.
+    pub health: Option<HealthPlan>,
 }
 
 /// Where a container's output goes: `<project dir>/logs/<name>.log`.
@@ -32,8 +36,8 @@ pub fn log_path(shared: &Shared, name: &str) -> PathBuf {
     shared.project_dir.join("logs").join(format!("{name}.log"))
 }
 
-/// Plans and starts replica `index` of `service`.
-pub fn start(shared: &Shared, service_name: &str, index: u32) -> Result<Running, SupervisorError> {
+/// Plans and starts replica `index` of `service`, its `restarts`th restart.
+pub fn start(shared: &Shared, service_name: &str, index: u32, restarts: u32) -> Result<Running, SupervisorError> {
     let project = &shared.project;
     let service = project
         .services
@@ -109,13 +113,50 @@ pub fn start(shared: &Shared, service_name: &str, index: u32) -> Result<Running,
             full.parse().ok()
         })
         .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-    let mut running = Running { container, index, ports: Vec::new(), stop_signal };
+    let health = super::health::plan(service.healthcheck.as_ref(), image.config.config.healthcheck.as_ref());
+    let mut running = Running { container, index, ports: Vec::new(), stop_signal, health };
     if let Err(e) = publish(shared, service, &mut running) {
         stop_and_remove(shared, running);
         return Err(e);
     }
     let upstreams = setup::upstreams(service, &shared.host_resolv_conf);
     let spec = &running.container.spec;
+    // A restart keeps the entry's creation time and start history, as docker keeps its
+    // container's.
+    let previous = shared.status.get(&spec.name).filter(|_| restarts > 0);
+    let now = now_nanos();
+    let mut starts = previous.as_ref().map(|p| p.starts.clone()).unwrap_or_default();
+    starts.push(now);
+    if starts.len() > super::status::START_HISTORY {
+        starts.remove(0);
+    }
+    shared.status.put(ContainerStatus {
+        id: spec.id.clone(),
+        name: spec.name.clone(),
+        image: service.image.clone().unwrap_or_default(),
+        command: shell_words::join(&spec.process.args),
+        project: spec.project.clone(),
+        service: spec.service.clone(),
+        created: previous.as_ref().map_or_else(crate::runtime::state::now, |p| p.created),
+        state: "running".into(),
+        health: health_text(running.health.as_ref().map(|_| super::health::Health::Starting)),
+        exit_code: 0,
+        started_at: now,
+        finished_at: 0,
+        restarts,
+        starts,
+        publishers: running
+            .ports
+            .iter()
+            .map(|p| Publisher {
+                url: p.host_ip.map_or_else(|| "0.0.0.0".to_owned(), |ip| ip.to_string()),
+                target_port: p.container_port,
+                published_port: p.host_port,
+                protocol: p.protocol.name().to_owned(),
+            })
+            .collect(),
+        health_output: String::new(),
+    });
     shared.names.add(
         spec.endpoints
             .iter()

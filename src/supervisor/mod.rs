@@ -4,10 +4,13 @@
 //! down` asks it to stop everything and exit, or cleans up after it when it was killed.
 
 pub mod control;
+mod health;
 mod launch;
 pub mod names;
+mod probe;
 pub mod recover;
 mod shared;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
+use crate::graph::Condition;
 use crate::image::{ImageRecord, Store};
 use crate::network::dns::DnsServer;
 use crate::network::setup::{self, NetworkError};
@@ -167,42 +171,116 @@ async fn serve(shared: Arc<Shared>, ready: &mut Option<std::fs::File>) -> Result
     let graph =
         crate::spec::validate::dependency_graph(&shared.project).map_err(|e| SupervisorError::Other(e.to_string()))?;
     let (stop_tx, stop_rx) = watch::channel(None::<Duration>);
-    let mut tasks = tokio::task::JoinSet::new();
-    for wave in graph.start_waves() {
-        let mut starting = tokio::task::JoinSet::new();
-        for service in wave {
-            let replicas = shared.project.services.get(&service).map_or(1, Service::replicas);
-            for index in 1..=u32::try_from(replicas).unwrap_or(1) {
-                let shared = Arc::clone(&shared);
-                let service = service.clone();
-                starting.spawn_blocking(move || (service.clone(), launch::start(&shared, &service, index)));
-            }
-        }
-        let mut failure = None;
-        while let Some(joined) = starting.join_next().await {
-            let Ok((service, started)) = joined else { continue };
-            match started {
-                Ok(running) => {
-                    tasks.spawn(supervise(Arc::clone(&shared), service, running, stop_rx.clone()));
-                }
-                Err(e) => failure = Some(e),
-            }
-        }
-        if let Some(e) = failure {
-            let _ = stop_tx.send(Some(Duration::ZERO));
-            while tasks.join_next().await.is_some() {}
-            return Err(e);
+    // Every service starts as soon as its dependencies meet their conditions, not wave by wave.
+    let mut starting = tokio::task::JoinSet::new();
+    for service in shared.project.services.keys() {
+        let dependencies: Vec<(String, Condition, bool)> = graph
+            .dependencies_of(service)
+            .into_iter()
+            .map(|d| (d.dependency.clone(), d.condition, d.required))
+            .collect();
+        starting.spawn(start_service(Arc::clone(&shared), service.clone(), dependencies, stop_rx.clone()));
+    }
+    let mut failure = None;
+    while let Some(joined) = starting.join_next().await {
+        if let Ok(Err(e)) = joined {
+            failure.get_or_insert(e);
         }
     }
+    if let Some(e) = failure {
+        let _ = stop_tx.send(Some(Duration::ZERO));
+        join_watchers(&shared).await;
+        return Err(e);
+    }
     tell(ready, "ok");
-    let timeout = control::serve_until_down(control).await;
+    let timeout = control::serve_until_down(control, &shared).await;
     let _ = stop_tx.send(Some(timeout));
-    while tasks.join_next().await.is_some() {}
+    join_watchers(&shared).await;
     drop(listeners);
     Ok(())
 }
 
-/// Watches one container: restarts it by its policy when it exits, stops it on `down`.
+async fn join_watchers(shared: &Shared) {
+    let watchers = shared.watchers.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default();
+    for watcher in watchers {
+        let _ = watcher.await;
+    }
+}
+
+/// Waits for `service`'s dependencies to meet their conditions, then starts its replicas and
+/// a watcher for each. A required dependency that can no longer meet its condition fails `up`
+/// with a message naming it.
+async fn start_service(
+    shared: Arc<Shared>,
+    service: String,
+    dependencies: Vec<(String, Condition, bool)>,
+    stop: watch::Receiver<Option<Duration>>,
+) -> Result<(), SupervisorError> {
+    for (dependency, condition, required) in dependencies {
+        let Some(mut state) = shared.status.watch(&dependency) else { continue };
+        if condition == Condition::Healthy && !has_health_check(&shared, &dependency) {
+            return Err(SupervisorError::Other(format!(
+                "service {service:?} depends on {dependency:?} being healthy, but {dependency:?} has no health check"
+            )));
+        }
+        let outcome = state
+            .wait_for(|s| s.failed.is_some() || condition_met(s, condition))
+            .await
+            .map(|s| if condition_met(&s, condition) { None } else { s.failed.clone() });
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(why)) if !required => {
+                eprintln!("berth: {service}: optional dependency {dependency} did not start: {why}");
+            }
+            Ok(Some(why)) => {
+                let message = format!("dependency failed to start: service {dependency:?}: {why}");
+                shared.status.service(&service, |s| s.failed = Some(message.clone()));
+                return Err(SupervisorError::Other(message));
+            }
+            Err(_) => return Err(SupervisorError::Other(format!("dependency {dependency:?} vanished"))),
+        }
+    }
+    let replicas = shared.project.services.get(&service).map_or(1, Service::replicas);
+    for index in 1..=u32::try_from(replicas).unwrap_or(1) {
+        let started = {
+            let shared = Arc::clone(&shared);
+            let service = service.clone();
+            tokio::task::spawn_blocking(move || launch::start(&shared, &service, index, 0)).await
+        };
+        let running = match started {
+            Ok(Ok(running)) => running,
+            Ok(Err(e)) => {
+                shared.status.service(&service, |s| s.failed = Some(e.to_string()));
+                return Err(e);
+            }
+            Err(e) => return Err(SupervisorError::Other(e.to_string())),
+        };
+        let watcher = tokio::spawn(supervise(Arc::clone(&shared), service.clone(), running, stop.clone()));
+        if let Ok(mut watchers) = shared.watchers.lock() {
+            watchers.push(watcher);
+        }
+    }
+    shared.status.service(&service, |s| s.started = true);
+    Ok(())
+}
+
+fn has_health_check(shared: &Shared, service: &str) -> bool {
+    let own = shared.project.services.get(service).and_then(|s| s.healthcheck.as_ref());
+    let image = shared.images.get(service).and_then(|i| i.config.config.healthcheck.as_ref());
+    health::plan(own, image).is_some()
+}
+
+/// Whether a dependency's state meets a `depends_on` condition.
+fn condition_met(state: &status::ServiceState, condition: Condition) -> bool {
+    match condition {
+        Condition::Started => state.started,
+        Condition::Healthy => state.healthy,
+        Condition::CompletedSuccessfully => state.completed == Some(0),
+    }
+}
+
+/// Watches one container: probes its health, restarts it by its policy when it exits, stops
+/// it on `down`.
 async fn supervise(
     shared: Arc<Shared>,
     service: String,
@@ -213,21 +291,35 @@ async fn supervise(
     let mut delay = INITIAL_BACKOFF;
     loop {
         let started = Instant::now();
-        let exit = match wait_or_stop(&mut running, &mut stop).await {
-            Some(exit) => exit,
-            None => {
-                let shared = Arc::clone(&shared);
-                let _ = tokio::task::spawn_blocking(move || launch::stop_and_remove(&shared, running)).await;
-                return;
-            }
-        };
+        let name = running.container.spec.name.clone();
+        let probe = running.health.clone().map(|plan| {
+            let spec = running.container.spec.clone();
+            tokio::spawn(probe::run(Arc::clone(&shared), spec, running.container.pid, plan))
+        });
+        let exit = wait_or_stop(&mut running, &mut stop).await;
+        if let Some(probe) = probe {
+            probe.abort();
+        }
         let index = running.index;
         {
             let shared = Arc::clone(&shared);
             let _ = tokio::task::spawn_blocking(move || launch::stop_and_remove(&shared, running)).await;
         }
+        let Some(exit) = exit else { return };
         let Some(config) = shared.project.services.get(&service) else { return };
-        if !should_restart(config, exit.code, restarts) {
+        let again = should_restart(config, exit.code, restarts);
+        shared.status.update(&name, |c| {
+            c.state = if again { "restarting" } else { "exited" }.into();
+            c.exit_code = exit.code;
+            c.finished_at = status::now_nanos();
+        });
+        if !again {
+            shared.status.service(&service, |s| {
+                s.completed = Some(exit.code);
+                if exit.code != 0 {
+                    s.failed.get_or_insert(format!("container {name} exited with code {}", exit.code));
+                }
+            });
             return;
         }
         if started.elapsed() >= BACKOFF_RESET {
@@ -242,7 +334,7 @@ async fn supervise(
         let restarted = {
             let shared = Arc::clone(&shared);
             let service = service.clone();
-            tokio::task::spawn_blocking(move || launch::start(&shared, &service, index)).await
+            tokio::task::spawn_blocking(move || launch::start(&shared, &service, index, restarts)).await
         };
         match restarted {
             Ok(Ok(next)) => running = next,

@@ -41,6 +41,10 @@ pub struct Shared {
     pub host_hostname: String,
     /// Default host address of published ports.
     pub default_host_ip: Option<Ipv4Addr>,
+    /// Containers and services as they stand.
+    pub status: super::status::Status,
+    /// The tasks watching containers, awaited by `down`.
+    pub watchers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     firewall: OnceLock<Backend>,
 }
 
@@ -67,6 +71,7 @@ impl Shared {
         let subnets = networks.values().map(|n| (n.addressing.subnet, n.name.clone())).collect();
         let host_upstreams = crate::network::setup::upstreams(&crate::spec::Service::default(), &host_resolv_conf);
         let names = Arc::new(NameTable::new(project_names.collect::<Vec<_>>(), subnets, host_upstreams));
+        let status = super::status::Status::new(project.services.keys());
         Shared {
             root,
             project_dir,
@@ -80,6 +85,8 @@ impl Shared {
             host_hosts: std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
             host_hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default(),
             default_host_ip: super::launch::default_host_ip(),
+            status,
+            watchers: std::sync::Mutex::new(Vec::new()),
             firewall: OnceLock::new(),
         }
     }

@@ -1,7 +1,8 @@
-//! The harness of the network tests: a project directory driven through the berth binary, an
-//! "outside" host in a network namespace of the test's own (with a TCP listener and a DNS
-//! resolver), Docker's filter rules, and what to look for after `down`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The harness of the stack tests (network.rs, lifecycle.rs): a project directory driven
+//! through the berth binary, an "outside" host in a network namespace of the test's own (with a
+//! TCP listener and a DNS resolver), Docker's filter rules, and what to look for after `down`.
+// Each test binary compiles this module and uses only part of it.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};

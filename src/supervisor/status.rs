@@ -1,0 +1,171 @@
+//! What the supervisor knows about its containers and services right now: the table `ps`
+//! prints, and the per-service state `depends_on` conditions wait on.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::health::Health;
+
+/// One container, as `berth ps --format json` prints it (compose's field names, plus berth's
+/// `StartedAt`/`FinishedAt` in Unix nanoseconds and `Restarts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerStatus {
+    /// Container id.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// The image reference.
+    pub image: String,
+    /// The command line.
+    pub command: String,
+    /// Project.
+    pub project: String,
+    /// Service.
+    pub service: String,
+    /// Unix seconds of creation.
+    pub created: u64,
+    /// `running`, `restarting` or `exited`.
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, or empty without a health check.
+    pub health: String,
+    /// The last exit code (0 while it has not exited).
+    pub exit_code: i32,
+    /// Unix nanoseconds the current (or last) process started.
+    pub started_at: u128,
+    /// Unix nanoseconds it exited, 0 while running.
+    pub finished_at: u128,
+    /// How many times it was restarted.
+    pub restarts: u32,
+    /// When each of its last processes started (Unix nanoseconds, oldest first, at most
+    /// [`START_HISTORY`]): the restart back-off, visible.
+    pub starts: Vec<u128>,
+    /// Published ports.
+    pub publishers: Vec<Publisher>,
+    /// The last health probe's output.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub health_output: String,
+}
+
+/// How many start times a container's entry keeps.
+pub const START_HISTORY: usize = 10;
+
+impl Status {
+    /// A container's entry.
+    pub fn get(&self, name: &str) -> Option<ContainerStatus> {
+        self.containers.lock().ok()?.get(name).cloned()
+    }
+}
+
+/// A published port in compose's JSON form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Publisher {
+    /// Host address.
+    #[serde(rename = "URL")]
+    pub url: String,
+    /// Container port.
+    pub target_port: u16,
+    /// Host port.
+    pub published_port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+}
+
+/// Where a service stands, for the services that depend on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceState {
+    /// All its containers started.
+    pub started: bool,
+    /// It has a health check and all its containers are healthy.
+    pub healthy: bool,
+    /// A container of it exited for good, with this code.
+    pub completed: Option<i32>,
+    /// Why it cannot satisfy a condition any more (failed to start, unhealthy).
+    pub failed: Option<String>,
+}
+
+/// The supervisor's tables.
+#[derive(Debug)]
+pub struct Status {
+    containers: Mutex<BTreeMap<String, ContainerStatus>>,
+    services: BTreeMap<String, watch::Sender<ServiceState>>,
+}
+
+impl Status {
+    /// Tables for `services`.
+    pub fn new<'a>(services: impl IntoIterator<Item = &'a String>) -> Status {
+        Status {
+            containers: Mutex::new(BTreeMap::new()),
+            services: services.into_iter().map(|s| (s.clone(), watch::channel(ServiceState::default()).0)).collect(),
+        }
+    }
+
+    /// Changes a container's entry (made if missing).
+    pub fn update(&self, name: &str, change: impl FnOnce(&mut ContainerStatus)) {
+        if let Ok(mut table) = self.containers.lock()
+            && let Some(entry) = table.get_mut(name)
+        {
+            change(entry);
+        }
+    }
+
+    /// Adds or replaces a container's entry.
+    pub fn put(&self, status: ContainerStatus) {
+        if let Ok(mut table) = self.containers.lock() {
+            table.insert(status.name.clone(), status);
+        }
+    }
+
+    /// Every container, by name.
+    pub fn containers(&self) -> Vec<ContainerStatus> {
+        self.containers.lock().map(|t| t.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// A service's state, to watch.
+    pub fn watch(&self, service: &str) -> Option<watch::Receiver<ServiceState>> {
+        self.services.get(service).map(watch::Sender::subscribe)
+    }
+
+    /// Changes a service's state.
+    pub fn service(&self, service: &str, change: impl FnOnce(&mut ServiceState)) {
+        if let Some(sender) = self.services.get(service) {
+            sender.send_modify(change);
+        }
+    }
+
+    /// Recomputes whether all of `service`'s containers are healthy.
+    pub fn refresh_health(&self, service: &str) {
+        let containers = self.containers();
+        let mine: Vec<_> = containers.iter().filter(|c| c.service == service).collect();
+        let healthy = !mine.is_empty() && mine.iter().all(|c| c.health == health_text(Some(Health::Healthy)));
+        let unhealthy = mine.iter().find(|c| c.health == health_text(Some(Health::Unhealthy)));
+        let failure = unhealthy.map(|c| format!("container {} is unhealthy: {}", c.name, c.health_output.trim()));
+        self.service(service, |s| {
+            s.healthy = healthy;
+            if let Some(failure) = failure {
+                s.failed.get_or_insert(failure);
+            }
+        });
+    }
+}
+
+/// docker's text for a health state.
+pub fn health_text(health: Option<Health>) -> String {
+    match health {
+        Some(Health::Starting) => "starting",
+        Some(Health::Healthy) => "healthy",
+        Some(Health::Unhealthy) => "unhealthy",
+        None => "",
+    }
+    .to_owned()
+}
+
+/// Unix time in nanoseconds.
+pub fn now_nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}

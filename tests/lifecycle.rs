@@ -1,0 +1,114 @@
+//! The project lifecycle under the supervisor, as root: depends_on conditions with health
+//! checks, `up --wait`, restart policies, and `ps`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::*;
+
+/// `berth ps -a --format json`, parsed.
+fn ps(project: &Project) -> Vec<serde_json::Value> {
+    let out = project.berth(&["ps", "-a", "--format", "json"]);
+    assert!(out.status.success(), "ps: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("ps --format json is JSON")
+}
+
+fn container<'a>(list: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    list.iter().find(|c| c["Name"] == name).unwrap_or_else(|| panic!("no {name} in {list:?}"))
+}
+
+#[test]
+fn up_wait_starts_a_healthy_db_then_a_migration_then_the_api_and_ps_shows_it() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = service(
+        "db",
+        r#"command: ["sh", "-c", "sleep 0.5; touch /tmp/ready; exec sleep 100000"]
+healthcheck:
+  test: ["CMD", "test", "-f", "/tmp/ready"]
+  interval: 30s"#,
+    );
+    let migrate = service(
+        "migrate",
+        r#"command: ["sh", "-c", "sleep 0.2; echo migrated"]
+depends_on:
+  db: {condition: service_healthy}"#,
+    );
+    let api = service(
+        "api",
+        &format!(
+            "{IDLE}\ndepends_on:\n  db: {{condition: service_healthy}}\n  migrate: {{condition: service_completed_successfully}}"
+        ),
+    );
+    let project = Project::new("blifeorder", &format!("{db}{migrate}{api}"));
+    let out = project.berth(&["up", "-d", "--wait"]);
+    assert!(out.status.success(), "up --wait: {}\n{}", String::from_utf8_lossy(&out.stderr), project.supervisor_log());
+    let list = ps(&project);
+    let (db, migrate, api) = (
+        container(&list, "blifeorder-db-1"),
+        container(&list, "blifeorder-migrate-1"),
+        container(&list, "blifeorder-api-1"),
+    );
+    assert_eq!((db["State"].as_str(), db["Health"].as_str()), (Some("running"), Some("healthy")));
+    assert_eq!((migrate["State"].as_str(), migrate["ExitCode"].as_i64()), (Some("exited"), Some(0)));
+    assert_eq!(api["State"], "running");
+    let at = |c: &serde_json::Value, key: &str| c[key].as_u64().unwrap();
+    assert!(at(db, "StartedAt") < at(migrate, "StartedAt"), "db before migrate");
+    assert!(at(migrate, "FinishedAt") <= at(api, "StartedAt"), "the api after the migration finished");
+    // The migration waited for db's health, which takes the half second db sleeps.
+    assert!(at(migrate, "StartedAt") - at(db, "StartedAt") >= 500_000_000, "{db} {migrate}");
+    let table = String::from_utf8(project.berth(&["ps"]).stdout).unwrap();
+    assert!(table.contains("(healthy)") && !table.contains("migrate"), "ps hides exited containers:\n{table}");
+}
+
+#[test]
+fn an_unhealthy_dependency_fails_up_with_its_name_and_its_last_probe_output() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = service(
+        "db",
+        &format!(
+            "{IDLE}\nhealthcheck:\n  test: [\"CMD-SHELL\", \"echo not accepting connections; exit 1\"]\n  interval: 1s\n  retries: 1"
+        ),
+    );
+    let api = service("api", &format!("{IDLE}\ndepends_on:\n  db: {{condition: service_healthy}}"));
+    let project = Project::new("blifeunhealthy", &format!("{db}{api}"));
+    let out = project.berth(&["up", "-d"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("\"db\"") && stderr.contains("unhealthy") && stderr.contains("not accepting connections"),
+        "{stderr}"
+    );
+    assert!(project.pid_of("blifeunhealthy-db-1").is_none(), "a failed up removes what it started");
+}
+
+#[test]
+fn on_failure_gives_up_after_its_retries_and_no_stays_down() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let flaky = service("flaky", "command: [\"sh\", \"-c\", \"exit 3\"]\nrestart: on-failure:2");
+    let once = service("once", "command: [\"sh\", \"-c\", \"exit 4\"]\nrestart: \"no\"");
+    let project = Project::new("blifepolicy", &format!("{flaky}{once}{}", service("idle", IDLE)));
+    project.up();
+    let mut list = ps(&project);
+    for _ in 0..200 {
+        if container(&list, "blifepolicy-flaky-1")["State"] == "exited" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        list = ps(&project);
+    }
+    let flaky = container(&list, "blifepolicy-flaky-1");
+    assert_eq!(
+        (flaky["State"].as_str(), flaky["ExitCode"].as_i64(), flaky["Restarts"].as_u64()),
+        (Some("exited"), Some(3), Some(2))
+    );
+    let once = container(&list, "blifepolicy-once-1");
+    assert_eq!(
+        (once["State"].as_str(), once["ExitCode"].as_i64(), once["Restarts"].as_u64()),
+        (Some("exited"), Some(4), Some(0))
+    );
+    // docker's back-off: 100 ms before the first restart, 200 ms before the second.
+    let starts: Vec<u64> = flaky["Starts"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
+    assert_eq!(starts.len(), 3, "{flaky}");
+    assert!(starts[1] - starts[0] >= 100_000_000, "{starts:?}");
+    assert!(starts[2] - starts[1] >= 200_000_000, "{starts:?}");
+}

@@ -112,3 +112,23 @@ fn on_failure_gives_up_after_its_retries_and_no_stays_down() {
     assert!(starts[1] - starts[0] >= 100_000_000, "{starts:?}");
     assert!(starts[2] - starts[1] >= 200_000_000, "{starts:?}");
 }
+
+#[test]
+fn down_stops_dependents_before_their_dependencies_each_with_its_stop_signal() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let shared = tempfile::tempdir().unwrap();
+    let dir = shared.path().display();
+    let on_signal = |name: &str, signal: &str| {
+        format!(
+            "command: [\"sh\", \"-c\", \"trap 'echo {name} >> /order/stopped; exit 0' {signal}; while :; do sleep 0.05; done\"]\nvolumes: [\"{dir}:/order\"]"
+        )
+    };
+    let db = service("db", &format!("{}\nstop_signal: SIGUSR1", on_signal("db", "USR1")));
+    let api = service("api", &format!("{}\ndepends_on: [db]", on_signal("api", "TERM")));
+    let project = Project::new("blifestop", &format!("{db}{api}"));
+    project.up();
+    let out = project.berth(&["down"]);
+    assert!(out.status.success(), "down: {}", String::from_utf8_lossy(&out.stderr));
+    let order = std::fs::read_to_string(shared.path().join("stopped")).unwrap();
+    assert_eq!(order, "api\ndb\n", "the dependent first, each on its own stop signal");
+}

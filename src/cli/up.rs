@@ -30,9 +30,10 @@ pub struct UpArgs {
 /// `berth down`.
 #[derive(Debug, clap::Args)]
 pub struct DownArgs {
-    /// Seconds to wait for containers to stop before killing them.
-    #[arg(short = 't', long, default_value_t = control::DEFAULT_STOP_SECS)]
-    pub timeout: u64,
+    /// Seconds to wait for containers to stop before killing them (default: each service's
+    /// `stop_grace_period`, else 10).
+    #[arg(short = 't', long)]
+    pub timeout: Option<u64>,
 }
 
 /// The environment variable that carries the readiness pipe's descriptor to the supervisor.
@@ -159,7 +160,8 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
     let root = global.state_root();
     let dir = supervisor::project_dir(&root, project);
     if let Some(record) = SupervisorRecord::load(&root, project).filter(SupervisorRecord::is_running) {
-        match control::request(&dir, &format!("down {}", args.timeout)) {
+        let request = args.timeout.map_or_else(|| "down".to_owned(), |t| format!("down {t}"));
+        match control::request(&dir, &request) {
             Some(_) => wait_for_exit(record.pid),
             None => recover::kill_and_wait(record.pid),
         }

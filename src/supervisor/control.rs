@@ -26,8 +26,8 @@ pub fn bind(project_dir: &Path) -> Result<UnixListener, SupervisorError> {
     Ok(listener)
 }
 
-/// Answers requests until one says `down`; returns its stop timeout.
-pub async fn serve_until_down(listener: UnixListener, shared: &Shared) -> Duration {
+/// Answers requests until one says `down`; returns its stop timeout, if it gave one.
+pub async fn serve_until_down(listener: UnixListener, shared: &Shared) -> Option<Duration> {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let (read, mut write) = stream.into_split();
@@ -38,9 +38,9 @@ pub async fn serve_until_down(listener: UnixListener, shared: &Shared) -> Durati
         let mut words = line.split_whitespace();
         match words.next() {
             Some("down") => {
-                let secs = words.next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(DEFAULT_STOP_SECS);
+                let secs = words.next().and_then(|w| w.parse::<u64>().ok());
                 let _ = write.write_all(b"stopping\n").await;
-                return Duration::from_secs(secs);
+                return secs.map(Duration::from_secs);
             }
             Some("ping") => {
                 let _ = write.write_all(b"pong\n").await;

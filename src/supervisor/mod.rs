@@ -170,7 +170,6 @@ async fn serve(shared: Arc<Shared>, ready: &mut Option<std::fs::File>) -> Result
     let control = control::bind(&shared.project_dir)?;
     let graph =
         crate::spec::validate::dependency_graph(&shared.project).map_err(|e| SupervisorError::Other(e.to_string()))?;
-    let (stop_tx, stop_rx) = watch::channel(None::<Duration>);
     // Every service starts as soon as its dependencies meet their conditions, not wave by wave.
     let mut starting = tokio::task::JoinSet::new();
     for service in shared.project.services.keys() {
@@ -179,7 +178,7 @@ async fn serve(shared: Arc<Shared>, ready: &mut Option<std::fs::File>) -> Result
             .into_iter()
             .map(|d| (d.dependency.clone(), d.condition, d.required))
             .collect();
-        starting.spawn(start_service(Arc::clone(&shared), service.clone(), dependencies, stop_rx.clone()));
+        starting.spawn(start_service(Arc::clone(&shared), service.clone(), dependencies));
     }
     let mut failure = None;
     while let Some(joined) = starting.join_next().await {
@@ -188,22 +187,46 @@ async fn serve(shared: Arc<Shared>, ready: &mut Option<std::fs::File>) -> Result
         }
     }
     if let Some(e) = failure {
-        let _ = stop_tx.send(Some(Duration::ZERO));
-        join_watchers(&shared).await;
+        stop_all(&shared, &graph, Some(Duration::ZERO)).await;
         return Err(e);
     }
     tell(ready, "ok");
     let timeout = control::serve_until_down(control, &shared).await;
-    let _ = stop_tx.send(Some(timeout));
-    join_watchers(&shared).await;
+    stop_all(&shared, &graph, timeout).await;
     drop(listeners);
     Ok(())
 }
 
-async fn join_watchers(shared: &Shared) {
-    let watchers = shared.watchers.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default();
-    for watcher in watchers {
-        let _ = watcher.await;
+/// Stops the containers in reverse dependency order, wave by wave: each gets its stop signal,
+/// then `timeout` (else its `stop_grace_period`, else 10 s) before SIGKILL.
+async fn stop_all(shared: &Shared, graph: &crate::graph::DependencyGraph, timeout: Option<Duration>) {
+    for wave in graph.stop_waves() {
+        for service in &wave {
+            let grace = timeout.unwrap_or_else(|| {
+                shared
+                    .project
+                    .services
+                    .get(service)
+                    .and_then(|s| s.stop_grace_period)
+                    .map_or(Duration::from_secs(control::DEFAULT_STOP_SECS), |d| d.0)
+            });
+            if let Some(stop) = shared.stops.get(service) {
+                let _ = stop.send(Some(grace));
+            }
+        }
+        let watchers: Vec<_> = shared
+            .watchers
+            .lock()
+            .map(|mut all| {
+                let (these, rest): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut *all).into_iter().partition(|(s, _)| wave.contains(s));
+                *all = rest;
+                these
+            })
+            .unwrap_or_default();
+        for (_, watcher) in watchers {
+            let _ = watcher.await;
+        }
     }
 }
 
@@ -214,7 +237,6 @@ async fn start_service(
     shared: Arc<Shared>,
     service: String,
     dependencies: Vec<(String, Condition, bool)>,
-    stop: watch::Receiver<Option<Duration>>,
 ) -> Result<(), SupervisorError> {
     for (dependency, condition, required) in dependencies {
         let Some(mut state) = shared.status.watch(&dependency) else { continue };
@@ -255,9 +277,10 @@ async fn start_service(
             }
             Err(e) => return Err(SupervisorError::Other(e.to_string())),
         };
-        let watcher = tokio::spawn(supervise(Arc::clone(&shared), service.clone(), running, stop.clone()));
+        let Some(stop) = shared.stops.get(&service).map(watch::Sender::subscribe) else { continue };
+        let watcher = tokio::spawn(supervise(Arc::clone(&shared), service.clone(), running, stop));
         if let Ok(mut watchers) = shared.watchers.lock() {
-            watchers.push(watcher);
+            watchers.push((service.clone(), watcher));
         }
     }
     shared.status.service(&service, |s| s.started = true);

@@ -43,8 +43,10 @@ pub struct Shared {
     pub default_host_ip: Option<Ipv4Addr>,
     /// Containers and services as they stand.
     pub status: super::status::Status,
-    /// The tasks watching containers, awaited by `down`.
-    pub watchers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The tasks watching containers, with their service, awaited by `down`.
+    pub watchers: std::sync::Mutex<Vec<(String, tokio::task::JoinHandle<()>)>>,
+    /// Per service: `down`'s order to stop, with the time its containers get before SIGKILL.
+    pub stops: BTreeMap<String, tokio::sync::watch::Sender<Option<std::time::Duration>>>,
     firewall: OnceLock<Backend>,
 }
 
@@ -72,6 +74,7 @@ impl Shared {
         let host_upstreams = crate::network::setup::upstreams(&crate::spec::Service::default(), &host_resolv_conf);
         let names = Arc::new(NameTable::new(project_names.collect::<Vec<_>>(), subnets, host_upstreams));
         let status = super::status::Status::new(project.services.keys());
+        let stops = project.services.keys().map(|s| (s.clone(), tokio::sync::watch::channel(None).0)).collect();
         Shared {
             root,
             project_dir,
@@ -87,6 +90,7 @@ impl Shared {
             default_host_ip: super::launch::default_host_ip(),
             status,
             watchers: std::sync::Mutex::new(Vec::new()),
+            stops,
             firewall: OnceLock::new(),
         }
     }

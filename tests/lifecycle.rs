@@ -132,3 +132,40 @@ fn down_stops_dependents_before_their_dependencies_each_with_its_stop_signal() {
     let order = std::fs::read_to_string(shared.path().join("stopped")).unwrap();
     assert_eq!(order, "api\ndb\n", "the dependent first, each on its own stop signal");
 }
+
+#[test]
+fn logs_follow_a_service_across_its_restarts() {
+    use std::io::BufRead;
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let ticker = service(
+        "ticker",
+        "command: [\"sh\", \"-c\", \"echo run-$$$$-out; echo run-err >&2; sleep 0.2; exit 1\"]\nrestart: always",
+    );
+    let project = Project::new("blifelogs", &ticker);
+    project.up();
+    let mut follow =
+        project.command(&["logs", "-f", "--no-color", "ticker"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let reader = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut runs = 0;
+    let mut seen = Vec::new();
+    for line in reader.lines() {
+        let line = line.unwrap();
+        assert!(line.starts_with("ticker-1 | "), "compose's prefix: {line:?}");
+        if line.ends_with("-out") {
+            runs += 1;
+        }
+        seen.push(line);
+        if runs == 3 {
+            break;
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(runs, 3, "three runs followed: {seen:?}");
+    assert!(seen.iter().any(|l| l.ends_with("run-err")), "stderr is captured too: {seen:?}");
+    let out = project.berth(&["logs", "--tail", "1", "-t", "--no-color", "ticker"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let stamp = text.trim_start_matches("ticker-1 | ").split(' ').next().unwrap();
+    assert!(stamp.ends_with('Z') && stamp.contains('T'), "an RFC 3339 time: {text}");
+}

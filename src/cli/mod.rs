@@ -6,6 +6,7 @@ mod container;
 mod format;
 mod graph;
 mod image;
+mod logs;
 mod procs;
 mod ps;
 mod run;
@@ -32,28 +33,28 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags that come before the subcommand, as in `docker compose`.
+/// Flags that come before the subcommand, as in `docker compose` (after it, `-f` is `logs -f`).
 #[derive(Debug, clap::Args)]
 pub struct GlobalOptions {
     /// Stack file(s); later files override earlier ones. Default: COMPOSE_FILE, else
     /// compose.yaml (or compose.yml, docker-compose.yaml, docker-compose.yml) found in the
     /// current directory or a parent, plus its .override file.
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Project name. Default: COMPOSE_PROJECT_NAME, else `name:`, else the directory's name.
-    #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
     pub project_name: Option<String>,
     /// Directory that relative paths are resolved against. Default: the first file's directory.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub project_directory: Option<PathBuf>,
     /// Variables for interpolation (repeatable). Default: .env in the project directory.
-    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    #[arg(long = "env-file", value_name = "FILE")]
     pub env_files: Vec<PathBuf>,
     /// Enable a profile (repeatable; `*` enables all). Default: COMPOSE_PROFILES.
-    #[arg(long = "profile", global = true, value_name = "PROFILE")]
+    #[arg(long = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
     /// State root: images, volumes and container state. Default: BERTH_ROOT, else /var/lib/berth.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 }
 
@@ -95,6 +96,8 @@ pub enum Command {
     Down(up::DownArgs),
     /// List the project's containers.
     Ps(ps::PsArgs),
+    /// Show the containers' output.
+    Logs(logs::LogsArgs),
     /// The project's supervisor (started by `up -d`).
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -220,6 +223,7 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Up(args) => up::up(&cli.global, &args),
         Command::Down(args) => up::down(&cli.global, &args),
         Command::Ps(args) => ps::ps(&cli.global, &args),
+        Command::Logs(args) => logs::logs(&cli.global, &args),
         Command::Run(_) | Command::Exec(_) | Command::Supervise => Ok(()),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();

@@ -86,16 +86,18 @@ pub fn start(shared: &Shared, service_name: &str, index: u32, restarts: u32) -> 
         }
         NamespaceMode::Host | NamespaceMode::None => {}
     }
-    let logs = log_path(shared, &spec.name);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&logs)
-        .map_err(|e| SupervisorError::Io { path: logs.clone(), source: e })?;
+    let log = super::logs::LogFile::open(&log_path(shared, &spec.name))
+        .map_err(|e| SupervisorError::Io { path: log_path(shared, &spec.name), source: e })?;
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| SupervisorError::Io { path: "pipe".into(), source: e.into() })
+    };
+    let (out_read, out_write) = pipe()?;
+    let (err_read, err_write) = pipe()?;
     let null =
         std::fs::File::open("/dev/null").map_err(|e| SupervisorError::Io { path: "/dev/null".into(), source: e })?;
     let options = StartOptions {
-        stdio: Some([null.as_raw_fd(), log.as_raw_fd(), log.as_raw_fd()]),
+        stdio: Some([null.as_raw_fd(), out_write.as_raw_fd(), err_write.as_raw_fd()]),
         die_with_parent: false,
         oneoff: false,
     };
@@ -104,6 +106,10 @@ pub fn start(shared: &Shared, service_name: &str, index: u32, restarts: u32) -> 
         let _ = setup::release(&shared.root, &released);
         SupervisorError::Runtime(e)
     })?;
+    // Only the container holds the write ends now: the readers end when it does.
+    drop((out_write, err_write));
+    super::logs::capture(out_read, "stdout", std::sync::Arc::clone(&log));
+    super::logs::capture(err_read, "stderr", log);
     let stop_signal = service
         .stop_signal
         .as_deref()

@@ -6,6 +6,7 @@
 pub mod control;
 mod health;
 mod launch;
+pub mod logs;
 pub mod names;
 mod probe;
 pub mod recover;

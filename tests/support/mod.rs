@@ -64,17 +64,22 @@ impl Project {
         self
     }
 
-    pub fn berth(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_berth"))
+    /// A berth command on this project, not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command
             .arg("--root")
             .arg(state_root())
             .arg("-f")
             .arg(self.dir.path().join("compose.yaml"))
             .args(args)
             .envs(self.env.iter().copied())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
 
     pub fn up(&self) {

@@ -1,0 +1,201 @@
+//! `berth logs`: the project's container output from the supervisor's log files, lines of all
+//! containers merged in time order, `name  | line` as compose prints them.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Failure, GlobalOptions, load_project};
+use crate::supervisor::logs::{self, Line};
+use crate::supervisor::{self, SupervisorRecord};
+
+/// `berth logs`.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// Keep printing new lines (across restarts) until the project goes down or Ctrl-C.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Lines from the end of each container's log (`all` for every line).
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Only lines since this time: a Unix timestamp in seconds, or a duration ago (`10m`).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show each line's time (RFC 3339).
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Plain prefixes.
+    #[arg(long)]
+    pub no_color: bool,
+    /// No `name |` prefixes.
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// Only these services.
+    pub services: Vec<String>,
+}
+
+/// compose's prefix colours, in order of first appearance.
+const COLORS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+
+pub(super) fn logs(global: &GlobalOptions, args: &LogsArgs) -> Result<(), Failure> {
+    let loaded = load_project(&global.project_options())?;
+    let project = &loaded.project;
+    let root = global.state_root();
+    let dir = supervisor::project_dir(&root, &project.name).join("logs");
+    let invalid = |e: String| Failure { code: super::EXIT_INVALID, error: anyhow::anyhow!(e) };
+    let tail = match args.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(n.parse::<usize>().map_err(|_| invalid(format!("--tail: {n:?} is not a number")))?),
+    };
+    let since = args.since.as_deref().map(parse_since).transpose().map_err(invalid)?;
+    // The containers of the chosen services: every replica name up to a generous bound, so
+    // scaled-down replicas' logs still show.
+    let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (name, service) in &project.services {
+        if !args.services.is_empty() && !args.services.contains(name) {
+            continue;
+        }
+        for index in 1..=service.replicas().max(1) {
+            let container = crate::plan::container_name(project, service, u32::try_from(index).unwrap_or(1));
+            files.insert(short_name(&project.name, &container), dir.join(format!("{container}.log")));
+        }
+    }
+    let width = files.keys().map(|n| n.chars().count()).max().unwrap_or(0);
+    let color = !args.no_color && std::io::stdout().is_terminal();
+    let colors: BTreeMap<&String, &str> = files.keys().zip(COLORS.iter().cycle().copied()).collect();
+    let print = |name: &String, line: &Line| {
+        let mut out = String::new();
+        if !args.no_log_prefix {
+            let prefix = format!("{name:<width$} | ");
+            if color {
+                out.push_str(&format!("\x1b[{}m{prefix}\x1b[0m", colors.get(name).unwrap_or(&"0")));
+            } else {
+                out.push_str(&prefix);
+            }
+        }
+        if args.timestamps {
+            out.push_str(&rfc3339(line.time));
+            out.push(' ');
+        }
+        out.push_str(&line.text);
+        out.push('\n');
+        super::emit(&out)
+    };
+    let mut lines: Vec<(String, Line)> = Vec::new();
+    let mut offsets: BTreeMap<String, u64> = BTreeMap::new();
+    for (name, path) in &files {
+        let (mut mine, end) = read_from(path, 0);
+        mine.retain(|l| since.is_none_or(|s| l.time >= s));
+        if let Some(n) = tail {
+            mine.drain(..mine.len().saturating_sub(n));
+        }
+        offsets.insert(name.clone(), end);
+        lines.extend(mine.into_iter().map(|l| (name.clone(), l)));
+    }
+    lines.sort_by_key(|(_, l)| l.time);
+    for (name, line) in &lines {
+        print(name, line)?;
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    loop {
+        let mut fresh: Vec<(String, Line)> = Vec::new();
+        for (name, path) in &files {
+            let offset = offsets.get(name).copied().unwrap_or(0);
+            // A file smaller than where we were was rotated: start it again.
+            let size = std::fs::metadata(path).map_or(0, |m| m.len());
+            let start = if size < offset { 0 } else { offset };
+            let (mine, end) = read_from(path, start);
+            offsets.insert(name.clone(), end);
+            fresh.extend(mine.into_iter().map(|l| (name.clone(), l)));
+        }
+        fresh.sort_by_key(|(_, l)| l.time);
+        for (name, line) in &fresh {
+            print(name, line)?;
+        }
+        if fresh.is_empty() && !SupervisorRecord::load(&root, &project.name).is_some_and(|r| r.is_running()) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The complete lines of `path` from byte `offset`, and the offset after the last of them.
+fn read_from(path: &Path, offset: u64) -> (Vec<Line>, u64) {
+    let Ok(mut file) = std::fs::File::open(path) else { return (Vec::new(), offset) };
+    if file.seek(SeekFrom::Start(offset)).is_err() {
+        return (Vec::new(), offset);
+    }
+    let mut reader = std::io::BufReader::new(file);
+    let mut lines = Vec::new();
+    let mut end = offset;
+    let mut buf = String::new();
+    while let Ok(n) = reader.read_line(&mut buf) {
+        // A line still being written waits for the next round.
+        if n == 0 || !buf.ends_with('\n') {
+            break;
+        }
+        end += n as u64;
+        if let Some(line) = logs::parse(buf.trim_end_matches('\n')) {
+            lines.push(line);
+        }
+        buf.clear();
+    }
+    (lines, end)
+}
+
+/// `db-1` for `myapp-db-1`, as compose prefixes lines.
+fn short_name(project: &str, container: &str) -> String {
+    container.strip_prefix(&format!("{project}-")).unwrap_or(container).to_owned()
+}
+
+/// `--since`: Unix seconds, or a duration before now.
+fn parse_since(text: &str) -> Result<u128, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(u128::from(seconds) * 1_000_000_000);
+    }
+    let ago = crate::spec::units::parse_duration(text).map_err(|e| format!("--since {text:?}: {e}"))?;
+    Ok(supervisor::status::now_nanos().saturating_sub(ago.as_nanos()))
+}
+
+/// RFC 3339 in UTC with nanoseconds, as docker prints log timestamps.
+fn rfc3339(nanos: u128) -> String {
+    let seconds = u64::try_from(nanos / 1_000_000_000).unwrap_or(0);
+    let fraction = nanos % 1_000_000_000;
+    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
+    let rest = seconds % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{fraction:09}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_print_as_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(1_795_411_671_655_240_850), "2026-11-23T05:27:51.655240850Z");
+        assert_eq!(rfc3339(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
+    }
+
+    #[test]
+    fn prefixes_drop_the_project_and_since_takes_seconds_or_a_duration() {
+        assert_eq!(short_name("shop", "shop-db-1"), "db-1");
+        assert_eq!(short_name("shop", "custom"), "custom");
+        assert_eq!(parse_since("10"), Ok(10_000_000_000));
+        assert!(parse_since("1m").is_ok_and(|t| t > 0));
+        assert!(parse_since("yesterday").is_err());
+    }
+}

@@ -169,3 +169,43 @@ fn logs_follow_a_service_across_its_restarts() {
     let stamp = text.trim_start_matches("ticker-1 | ").split(' ').next().unwrap();
     assert!(stamp.ends_with('Z') && stamp.contains('T'), "an RFC 3339 time: {text}");
 }
+
+#[test]
+fn attached_up_with_exit_code_from_exits_with_that_services_code_and_leaves_nothing() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let job = service("job", "command: [\"sh\", \"-c\", \"echo working; sleep 0.3; exit 7\"]");
+    let project = Project::new("blifeabort", &format!("{job}{}", service("idle", IDLE)));
+    let out = project.berth(&["up", "--abort-on-container-exit", "--exit-code-from", "job", "--no-color"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Attaching to") && stdout.contains("job-1  | working"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Aborting on container exit"));
+    assert!(project.pid_of("blifeabort-idle-1").is_none(), "the other container was stopped");
+    assert!(leftovers("berth blifeabort ").is_empty());
+}
+
+#[test]
+fn ctrl_c_stops_an_attached_up_gracefully() {
+    use std::io::BufRead;
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let web = service(
+        "web",
+        "command: [\"sh\", \"-c\", \"trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.05; done\"]",
+    );
+    let project = Project::new("blifectrlc", &web);
+    let mut up = project.command(&["up", "--no-color"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(up.stdout.take().unwrap()).lines();
+    let ready = lines.by_ref().map(Result::unwrap).find(|l| l.ends_with("| ready"));
+    assert!(ready.is_some(), "the container's output is attached");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(up.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = up.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(rest.iter().any(|l| l.ends_with("| bye")), "the container got its stop signal: {rest:?}");
+    assert!(project.pid_of("blifectrlc-web-1").is_none());
+    assert!(leftovers("berth blifectrlc ").is_empty());
+}

@@ -38,84 +38,127 @@ pub struct LogsArgs {
 /// compose's prefix colours, in order of first appearance.
 const COLORS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
 
+/// How lines are printed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Style {
+    /// `name | ` prefixes.
+    pub prefix: bool,
+    /// Coloured prefixes.
+    pub color: bool,
+    /// RFC 3339 times.
+    pub timestamps: bool,
+}
+
+/// The logs of some of a project's containers, read incrementally.
+#[derive(Debug)]
+pub(super) struct LogView {
+    files: BTreeMap<String, PathBuf>,
+    offsets: BTreeMap<String, u64>,
+    width: usize,
+    style: Style,
+}
+
+impl LogView {
+    /// The logs of `services` (all when empty) of `project`: every replica's file.
+    pub(super) fn new(root: &Path, project: &crate::spec::Project, services: &[String], style: Style) -> LogView {
+        let dir = supervisor::project_dir(root, &project.name).join("logs");
+        let mut files = BTreeMap::new();
+        for (name, service) in &project.services {
+            if !services.is_empty() && !services.contains(name) {
+                continue;
+            }
+            for index in 1..=service.replicas().max(1) {
+                let container = crate::plan::container_name(project, service, u32::try_from(index).unwrap_or(1));
+                files.insert(short_name(&project.name, &container), dir.join(format!("{container}.log")));
+            }
+        }
+        let width = files.keys().map(|n| n.chars().count()).max().unwrap_or(0);
+        LogView { files, offsets: BTreeMap::new(), width, style }
+    }
+
+    /// The short names of the containers shown.
+    pub(super) fn names(&self) -> Vec<String> {
+        self.files.keys().cloned().collect()
+    }
+
+    /// Prints what the logs hold now (each container's last `tail` lines since `since`).
+    pub(super) fn catch_up(&mut self, tail: Option<usize>, since: Option<u128>) -> Result<(), Failure> {
+        let mut lines: Vec<(String, Line)> = Vec::new();
+        for (name, path) in &self.files {
+            let (mut mine, end) = read_from(path, 0);
+            mine.retain(|l| since.is_none_or(|s| l.time >= s));
+            if let Some(n) = tail {
+                mine.drain(..mine.len().saturating_sub(n));
+            }
+            self.offsets.insert(name.clone(), end);
+            lines.extend(mine.into_iter().map(|l| (name.clone(), l)));
+        }
+        self.print(lines)
+    }
+
+    /// Prints the lines written since the last call; whether there were any.
+    pub(super) fn poll(&mut self) -> Result<bool, Failure> {
+        let mut fresh: Vec<(String, Line)> = Vec::new();
+        for (name, path) in &self.files {
+            let offset = self.offsets.get(name).copied().unwrap_or(0);
+            // A file smaller than where we were was rotated: start it again.
+            let size = std::fs::metadata(path).map_or(0, |m| m.len());
+            let (mine, end) = read_from(path, if size < offset { 0 } else { offset });
+            self.offsets.insert(name.clone(), end);
+            fresh.extend(mine.into_iter().map(|l| (name.clone(), l)));
+        }
+        let any = !fresh.is_empty();
+        self.print(fresh)?;
+        Ok(any)
+    }
+
+    fn print(&self, mut lines: Vec<(String, Line)>) -> Result<(), Failure> {
+        lines.sort_by_key(|(_, l)| l.time);
+        let colors: BTreeMap<&String, &str> = self.files.keys().zip(COLORS.iter().cycle().copied()).collect();
+        let mut out = String::new();
+        for (name, line) in &lines {
+            if self.style.prefix {
+                let prefix = format!("{name:<w$} | ", w = self.width);
+                if self.style.color {
+                    out.push_str(&format!("\x1b[{}m{prefix}\x1b[0m", colors.get(name).unwrap_or(&"0")));
+                } else {
+                    out.push_str(&prefix);
+                }
+            }
+            if self.style.timestamps {
+                out.push_str(&rfc3339(line.time));
+                out.push(' ');
+            }
+            out.push_str(&line.text);
+            out.push('\n');
+        }
+        if out.is_empty() { Ok(()) } else { super::emit(&out) }
+    }
+}
+
 pub(super) fn logs(global: &GlobalOptions, args: &LogsArgs) -> Result<(), Failure> {
     let loaded = load_project(&global.project_options())?;
     let project = &loaded.project;
     let root = global.state_root();
-    let dir = supervisor::project_dir(&root, &project.name).join("logs");
     let invalid = |e: String| Failure { code: super::EXIT_INVALID, error: anyhow::anyhow!(e) };
     let tail = match args.tail.as_str() {
         "all" | "-1" => None,
         n => Some(n.parse::<usize>().map_err(|_| invalid(format!("--tail: {n:?} is not a number")))?),
     };
     let since = args.since.as_deref().map(parse_since).transpose().map_err(invalid)?;
-    // The containers of the chosen services: every replica name up to a generous bound, so
-    // scaled-down replicas' logs still show.
-    let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for (name, service) in &project.services {
-        if !args.services.is_empty() && !args.services.contains(name) {
-            continue;
-        }
-        for index in 1..=service.replicas().max(1) {
-            let container = crate::plan::container_name(project, service, u32::try_from(index).unwrap_or(1));
-            files.insert(short_name(&project.name, &container), dir.join(format!("{container}.log")));
-        }
-    }
-    let width = files.keys().map(|n| n.chars().count()).max().unwrap_or(0);
-    let color = !args.no_color && std::io::stdout().is_terminal();
-    let colors: BTreeMap<&String, &str> = files.keys().zip(COLORS.iter().cycle().copied()).collect();
-    let print = |name: &String, line: &Line| {
-        let mut out = String::new();
-        if !args.no_log_prefix {
-            let prefix = format!("{name:<width$} | ");
-            if color {
-                out.push_str(&format!("\x1b[{}m{prefix}\x1b[0m", colors.get(name).unwrap_or(&"0")));
-            } else {
-                out.push_str(&prefix);
-            }
-        }
-        if args.timestamps {
-            out.push_str(&rfc3339(line.time));
-            out.push(' ');
-        }
-        out.push_str(&line.text);
-        out.push('\n');
-        super::emit(&out)
+    let style = Style {
+        prefix: !args.no_log_prefix,
+        color: !args.no_color && std::io::stdout().is_terminal(),
+        timestamps: args.timestamps,
     };
-    let mut lines: Vec<(String, Line)> = Vec::new();
-    let mut offsets: BTreeMap<String, u64> = BTreeMap::new();
-    for (name, path) in &files {
-        let (mut mine, end) = read_from(path, 0);
-        mine.retain(|l| since.is_none_or(|s| l.time >= s));
-        if let Some(n) = tail {
-            mine.drain(..mine.len().saturating_sub(n));
-        }
-        offsets.insert(name.clone(), end);
-        lines.extend(mine.into_iter().map(|l| (name.clone(), l)));
-    }
-    lines.sort_by_key(|(_, l)| l.time);
-    for (name, line) in &lines {
-        print(name, line)?;
-    }
+    let mut view = LogView::new(&root, project, &args.services, style);
+    view.catch_up(tail, since)?;
     if !args.follow {
         return Ok(());
     }
     loop {
-        let mut fresh: Vec<(String, Line)> = Vec::new();
-        for (name, path) in &files {
-            let offset = offsets.get(name).copied().unwrap_or(0);
-            // A file smaller than where we were was rotated: start it again.
-            let size = std::fs::metadata(path).map_or(0, |m| m.len());
-            let start = if size < offset { 0 } else { offset };
-            let (mine, end) = read_from(path, start);
-            offsets.insert(name.clone(), end);
-            fresh.extend(mine.into_iter().map(|l| (name.clone(), l)));
-        }
-        fresh.sort_by_key(|(_, l)| l.time);
-        for (name, line) in &fresh {
-            print(name, line)?;
-        }
-        if fresh.is_empty() && !SupervisorRecord::load(&root, &project.name).is_some_and(|r| r.is_running()) {
+        let any = view.poll()?;
+        if !any && !SupervisorRecord::load(&root, &project.name).is_some_and(|r| r.is_running()) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, the global flags compose users know, and the mapping of
 //! errors to exit codes (2 for a bad stack file or bad usage, 1 for anything else).
 
+mod attach;
 mod config;
 mod container;
 mod format;
@@ -203,6 +204,9 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
             _ => Ok(0),
         };
     }
+    if let Command::Up(args) = &cli.command {
+        return up::up(&cli.global, args);
+    }
     dispatch_plain(cli).map(|()| 0)
 }
 
@@ -220,7 +224,7 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Unpause(args) => container::pause(&cli.global, &args, false),
         Command::Stats(args) => container::stats(&cli.global, &args),
         Command::Top(args) => container::top(&cli.global, &args),
-        Command::Up(args) => up::up(&cli.global, &args),
+        Command::Up(_) => Ok(()),
         Command::Down(args) => up::down(&cli.global, &args),
         Command::Ps(args) => ps::ps(&cli.global, &args),
         Command::Logs(args) => logs::logs(&cli.global, &args),

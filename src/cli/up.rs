@@ -16,7 +16,7 @@ use crate::supervisor::{self, SupervisorRecord, control, recover};
 /// `berth up`.
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
-    /// Detached mode: start the containers in the background (the only mode so far).
+    /// Detached mode: start the containers in the background and return.
     #[arg(short = 'd', long)]
     pub detach: bool,
     /// Wait until every container runs and is healthy (or exited 0); implies -d.
@@ -25,6 +25,21 @@ pub struct UpArgs {
     /// Seconds `--wait` waits at most.
     #[arg(long, value_name = "SECONDS")]
     pub wait_timeout: Option<u64>,
+    /// Attached: stop the project when any container exits.
+    #[arg(long)]
+    pub abort_on_container_exit: bool,
+    /// Attached: exit with this service's exit code (implies --abort-on-container-exit).
+    #[arg(long, value_name = "SERVICE")]
+    pub exit_code_from: Option<String>,
+    /// Attached: show only these services' output (repeatable).
+    #[arg(long, value_name = "SERVICE")]
+    pub attach: Vec<String>,
+    /// Attached: do not show these services' output (repeatable).
+    #[arg(long, value_name = "SERVICE")]
+    pub no_attach: Vec<String>,
+    /// Attached: plain prefixes.
+    #[arg(long)]
+    pub no_color: bool,
 }
 
 /// `berth down`.
@@ -43,15 +58,13 @@ fn failure(e: impl Into<anyhow::Error>) -> Failure {
     Failure { code: 1, error: e.into() }
 }
 
-pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<(), Failure> {
-    if !args.detach && !args.wait {
-        return Err(Failure {
-            code: EXIT_INVALID,
-            error: anyhow!("berth up runs detached only for now: use `berth up -d` (attached mode is issue 6)"),
-        });
-    }
+pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
+    let attached = !args.detach && !args.wait;
+    // Ctrl-C is the attached session's to handle; blocked before any thread exists, so every
+    // thread inherits the mask and the signals queue for the signalfd.
+    let signals = if attached { Some(super::attach::block_stop_signals()?) } else { None };
     if global.files.iter().any(|f| f.as_os_str() == crate::spec::load::STDIN_NAME) {
-        return Err(Failure { code: EXIT_INVALID, error: anyhow!("up -d cannot read the stack file from stdin") });
+        return Err(Failure { code: EXIT_INVALID, error: anyhow!("up cannot read the stack file from stdin") });
     }
     let loaded = load_project(&global.project_options())?;
     let project = &loaded.project;
@@ -60,7 +73,7 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<(), Failure> {
     if let Some(record) = SupervisorRecord::load(&root, &project.name).filter(SupervisorRecord::is_running) {
         if control::request(&dir, "ping").is_some() {
             println!("project {} is already up (supervisor pid {})", project.name, record.pid);
-            return Ok(());
+            return Ok(0);
         }
         recover::kill_and_wait(record.pid);
     }
@@ -108,16 +121,21 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<(), Failure> {
         };
         return Err(failure(anyhow!("{reason}")));
     }
-    for service in project.services.values() {
-        for index in 1..=service.replicas() {
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            println!(" Container {}  Started", crate::plan::container_name(project, service, index));
+    if !attached {
+        for service in project.services.values() {
+            for index in 1..=service.replicas() {
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                println!(" Container {}  Started", crate::plan::container_name(project, service, index));
+            }
         }
     }
     if args.wait {
         wait_until_ready(global, &project.name, args.wait_timeout.map(std::time::Duration::from_secs))?;
     }
-    Ok(())
+    match signals {
+        Some(signals) => super::attach::attach(global, project, args, &signals),
+        None => Ok(0),
+    }
 }
 
 /// `up --wait`: until every container runs (healthy, when it has a health check) or has

@@ -209,3 +209,36 @@ fn ctrl_c_stops_an_attached_up_gracefully() {
     assert!(project.pid_of("blifectrlc-web-1").is_none());
     assert!(leftovers("berth blifectrlc ").is_empty());
 }
+
+#[test]
+fn stop_start_and_restart_act_on_the_named_services_only() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let project = Project::new("blifestopstart", &format!("{}{}", service("web", IDLE), service("db", IDLE)));
+    project.up();
+    let ok = |args: &[&str]| {
+        let out = project.berth(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    ok(&["stop", "web"]);
+    let list = ps(&project);
+    let web = container(&list, "blifestopstart-web-1");
+    assert_eq!(
+        (web["State"].as_str(), web["ExitCode"].as_i64()),
+        (Some("exited"), Some(0)),
+        "stopped by its TERM trap"
+    );
+    assert_eq!(container(&list, "blifestopstart-db-1")["State"], "running");
+    let db_started = container(&list, "blifestopstart-db-1")["StartedAt"].as_u64();
+    ok(&["start", "web"]);
+    let first = container(&ps(&project), "blifestopstart-web-1")["StartedAt"].as_u64().unwrap();
+    assert_eq!(container(&ps(&project), "blifestopstart-web-1")["State"], "running");
+    ok(&["restart", "web"]);
+    let list = ps(&project);
+    let web = container(&list, "blifestopstart-web-1");
+    assert_eq!(web["State"], "running");
+    assert!(web["StartedAt"].as_u64().unwrap() > first, "a new run");
+    assert_eq!(container(&list, "blifestopstart-db-1")["StartedAt"].as_u64(), db_started, "db untouched");
+    assert!(project.sh("web", "true").0, "exec reaches the restarted container");
+    let out = project.berth(&["stop", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -97,6 +97,12 @@ pub enum Command {
     Down(up::DownArgs),
     /// List the project's containers.
     Ps(ps::PsArgs),
+    /// Stop services' containers (they stay down until started).
+    Stop(up::ServicesArgs),
+    /// Start services' stopped containers.
+    Start(up::ServicesArgs),
+    /// Restart services' containers.
+    Restart(up::ServicesArgs),
     /// Show the containers' output.
     Logs(logs::LogsArgs),
     /// The project's supervisor (started by `up -d`).
@@ -227,6 +233,9 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Up(_) => Ok(()),
         Command::Down(args) => up::down(&cli.global, &args),
         Command::Ps(args) => ps::ps(&cli.global, &args),
+        Command::Stop(args) => up::lifecycle(&cli.global, "stop", &args),
+        Command::Start(args) => up::lifecycle(&cli.global, "start", &args),
+        Command::Restart(args) => up::lifecycle(&cli.global, "restart", &args),
         Command::Logs(args) => logs::logs(&cli.global, &args),
         Command::Run(_) | Command::Exec(_) | Command::Supervise => Ok(()),
         Command::Completion { shell } => {

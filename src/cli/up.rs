@@ -237,3 +237,36 @@ pub(super) fn supervise(global: &GlobalOptions, spawner: Spawner) -> Result<u8, 
     supervisor::run(&global.state_root(), loaded.project, spawner, ready).map_err(failure)?;
     Ok(0)
 }
+
+/// `berth stop`, `berth start`, `berth restart`.
+#[derive(Debug, clap::Args)]
+pub struct ServicesArgs {
+    /// Seconds to wait for containers to stop before killing them (stop, restart; default:
+    /// each service's `stop_grace_period`, else 10).
+    #[arg(short = 't', long)]
+    pub timeout: Option<u64>,
+    /// Only these services (default: all).
+    pub services: Vec<String>,
+}
+
+/// Sends `stop`, `start` or `restart` to the project's supervisor and waits until it is done.
+pub(super) fn lifecycle(global: &GlobalOptions, command: &str, args: &ServicesArgs) -> Result<(), Failure> {
+    let loaded = load_project(&global.project_options())?;
+    let project = &loaded.project;
+    for service in &args.services {
+        if !project.services.contains_key(service) {
+            return Err(Failure { code: EXIT_INVALID, error: anyhow!("no such service: {service:?}") });
+        }
+    }
+    let dir = supervisor::project_dir(&global.state_root(), &project.name);
+    let timeout = args.timeout.map_or_else(|| "-".to_owned(), |t| t.to_string());
+    let request = match command {
+        "start" => format!("start {}", args.services.join(" ")),
+        _ => format!("{command} {timeout} {}", args.services.join(" ")),
+    };
+    match control::request(&dir, request.trim_end()) {
+        Some(reply) if reply == "ok" => Ok(()),
+        Some(reply) => Err(failure(anyhow!("{}", reply.trim_start_matches("error: ")))),
+        None => Err(failure(anyhow!("project {} is not running: `berth up -d` starts it", project.name))),
+    }
+}

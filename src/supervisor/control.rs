@@ -27,7 +27,7 @@ pub fn bind(project_dir: &Path) -> Result<UnixListener, SupervisorError> {
 }
 
 /// Answers requests until one says `down`; returns its stop timeout, if it gave one.
-pub async fn serve_until_down(listener: UnixListener, shared: &Shared) -> Option<Duration> {
+pub async fn serve_until_down(listener: UnixListener, shared: &std::sync::Arc<Shared>) -> Option<Duration> {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let (read, mut write) = stream.into_split();
@@ -44,6 +44,28 @@ pub async fn serve_until_down(listener: UnixListener, shared: &Shared) -> Option
             }
             Some("ping") => {
                 let _ = write.write_all(b"pong\n").await;
+            }
+            Some(command @ ("stop" | "start" | "restart")) => {
+                // `stop TIMEOUT|- [SERVICE…]`, `start [SERVICE…]`, `restart TIMEOUT|- [SERVICE…]`.
+                let timeout = if command == "start" { None } else { words.next().and_then(|w| w.parse().ok()) };
+                let services: Vec<String> = words.map(str::to_owned).collect();
+                let done = match command {
+                    "start" => super::start_stopped(shared, &services).await,
+                    _ => {
+                        super::stop_or_restart(
+                            shared,
+                            &services,
+                            timeout.map(Duration::from_secs),
+                            command == "restart",
+                        )
+                        .await
+                    }
+                };
+                let reply = match done {
+                    Ok(()) => "ok\n".to_owned(),
+                    Err(e) => format!("error: {e}\n"),
+                };
+                let _ = write.write_all(reply.as_bytes()).await;
             }
             Some("ps") => {
                 let mut text = serde_json::to_string(&shared.status.containers()).unwrap_or_default();

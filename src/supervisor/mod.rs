@@ -198,10 +198,55 @@ async fn serve(shared: Arc<Shared>, ready: &mut Option<std::fs::File>) -> Result
     Ok(())
 }
 
-/// Stops the containers in reverse dependency order, wave by wave: each gets its stop signal,
-/// then `timeout` (else its `stop_grace_period`, else 10 s) before SIGKILL.
+/// Stops every container in reverse dependency order.
 async fn stop_all(shared: &Shared, graph: &crate::graph::DependencyGraph, timeout: Option<Duration>) {
-    for wave in graph.stop_waves() {
+    stop_services(shared, graph, &[], timeout).await;
+}
+
+/// `berth stop` / `restart`: stops `services` (all when empty), then starts them again when
+/// `restart`; a stopped service stays down (no restart policy) until started.
+pub(crate) async fn stop_or_restart(
+    shared: &Arc<Shared>,
+    services: &[String],
+    timeout: Option<Duration>,
+    restart: bool,
+) -> Result<(), SupervisorError> {
+    let graph =
+        crate::spec::validate::dependency_graph(&shared.project).map_err(|e| SupervisorError::Other(e.to_string()))?;
+    stop_services(shared, &graph, services, timeout).await;
+    if restart { start_stopped(shared, services).await } else { Ok(()) }
+}
+
+/// `berth start`: starts the replicas of `services` (all when empty) that are not running.
+pub(crate) async fn start_stopped(shared: &Arc<Shared>, services: &[String]) -> Result<(), SupervisorError> {
+    let graph =
+        crate::spec::validate::dependency_graph(&shared.project).map_err(|e| SupervisorError::Other(e.to_string()))?;
+    for wave in graph.start_waves() {
+        for service in wave.iter().filter(|s| services.is_empty() || services.contains(s)) {
+            let watched = shared.watchers.lock().map(|w| w.iter().any(|(s, _)| s == service)).unwrap_or(true);
+            if watched {
+                continue;
+            }
+            if let Some(stop) = shared.stops.get(service) {
+                stop.send_replace(None);
+            }
+            start_replicas(shared, service).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Stops the containers of `services` (all when empty) in reverse dependency order, wave by
+/// wave: each gets its stop signal, then `timeout` (else its `stop_grace_period`, else 10 s)
+/// before SIGKILL.
+async fn stop_services(
+    shared: &Shared,
+    graph: &crate::graph::DependencyGraph,
+    services: &[String],
+    timeout: Option<Duration>,
+) {
+    for mut wave in graph.stop_waves() {
+        wave.retain(|s| services.is_empty() || services.contains(s));
         for service in &wave {
             let grace = timeout.unwrap_or_else(|| {
                 shared
@@ -263,10 +308,16 @@ async fn start_service(
             Err(_) => return Err(SupervisorError::Other(format!("dependency {dependency:?} vanished"))),
         }
     }
+    start_replicas(&shared, &service).await
+}
+
+/// Starts `service`'s replicas, each with a watcher.
+async fn start_replicas(shared: &Arc<Shared>, service: &str) -> Result<(), SupervisorError> {
+    let service = service.to_owned();
     let replicas = shared.project.services.get(&service).map_or(1, Service::replicas);
     for index in 1..=u32::try_from(replicas).unwrap_or(1) {
         let started = {
-            let shared = Arc::clone(&shared);
+            let shared = Arc::clone(shared);
             let service = service.clone();
             tokio::task::spawn_blocking(move || launch::start(&shared, &service, index, 0)).await
         };
@@ -279,7 +330,7 @@ async fn start_service(
             Err(e) => return Err(SupervisorError::Other(e.to_string())),
         };
         let Some(stop) = shared.stops.get(&service).map(watch::Sender::subscribe) else { continue };
-        let watcher = tokio::spawn(supervise(Arc::clone(&shared), service.clone(), running, stop));
+        let watcher = tokio::spawn(supervise(Arc::clone(shared), service.clone(), running, stop));
         if let Ok(mut watchers) = shared.watchers.lock() {
             watchers.push((service.clone(), watcher));
         }
@@ -329,7 +380,19 @@ async fn supervise(
             let shared = Arc::clone(&shared);
             let _ = tokio::task::spawn_blocking(move || launch::stop_and_remove(&shared, running)).await;
         }
-        let Some(exit) = exit else { return };
+        let exit = match exit {
+            Ended::Exited(exit) => exit,
+            Ended::Stopped(exit) => {
+                // docker's status for a container killed at the end of its grace period.
+                let code = exit.map_or(137, |e| e.code);
+                shared.status.update(&name, |c| {
+                    c.state = "exited".into();
+                    c.exit_code = code;
+                    c.finished_at = status::now_nanos();
+                });
+                return;
+            }
+        };
         let Some(config) = shared.project.services.get(&service) else { return };
         let again = should_restart(config, exit.code, restarts);
         shared.status.update(&name, |c| {
@@ -377,37 +440,51 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const BACKOFF_RESET: Duration = Duration::from_secs(10);
 
-/// Waits for the container to exit (its exit) or for `down` (None, after a graceful stop).
-async fn wait_or_stop(
-    running: &mut Running,
-    stop: &mut watch::Receiver<Option<Duration>>,
-) -> Option<crate::runtime::container::ExitStatus> {
-    let pidfd = running.container.pidfd.try_clone().ok()?;
+/// How a container's run ended.
+enum Ended {
+    /// It exited by itself.
+    Exited(crate::runtime::container::ExitStatus),
+    /// It was stopped (`stop`, `down`): its status when it exited within its grace period,
+    /// `None` when it was killed.
+    Stopped(Option<crate::runtime::container::ExitStatus>),
+}
+
+/// Waits for the container to exit or to be told to stop.
+async fn wait_or_stop(running: &mut Running, stop: &mut watch::Receiver<Option<Duration>>) -> Ended {
+    let Ok(pidfd) = running.container.pidfd.try_clone() else { return Ended::Stopped(None) };
     // SAFETY: the AsyncFd owns the pidfd (a duplicate of the container's), which stays open
     // for as long as it is registered and is closed only when the AsyncFd is dropped.
-    let exited = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }.ok()?;
-    if stop.borrow().is_some() {
-        graceful_stop(running, &exited, Duration::ZERO).await;
-        return None;
+    let Ok(exited) = (unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }) else {
+        return Ended::Stopped(None);
+    };
+    let already = *stop.borrow();
+    if let Some(timeout) = already {
+        return Ended::Stopped(graceful_stop(running, &exited, timeout).await);
     }
     tokio::select! {
-        _ = exited.readable() => running.container.wait().ok(),
+        _ = exited.readable() => match running.container.wait() {
+            Ok(status) => Ended::Exited(status),
+            Err(_) => Ended::Stopped(None),
+        },
         _ = stop.changed() => {
-            let timeout = stop.borrow().unwrap_or(Duration::ZERO);
-            graceful_stop(running, &exited, timeout).await;
-            None
+            let timeout = (*stop.borrow()).unwrap_or(Duration::ZERO);
+            Ended::Stopped(graceful_stop(running, &exited, timeout).await)
         }
     }
 }
 
-/// The stop signal, up to `timeout` for the container to exit, then SIGKILL.
-async fn graceful_stop(running: &mut Running, exited: &AsyncFd<std::os::fd::OwnedFd>, timeout: Duration) {
-    if !timeout.is_zero() {
-        let _ = running.container.signal(running.stop_signal);
-        if tokio::time::timeout(timeout, exited.readable()).await.is_ok() {
-            let _ = running.container.wait();
-        }
+/// The stop signal, up to `timeout` for the container to exit, then (by the caller) SIGKILL.
+async fn graceful_stop(
+    running: &mut Running,
+    exited: &AsyncFd<std::os::fd::OwnedFd>,
+    timeout: Duration,
+) -> Option<crate::runtime::container::ExitStatus> {
+    if timeout.is_zero() {
+        return None;
     }
+    let _ = running.container.signal(running.stop_signal);
+    let _ready = tokio::time::timeout(timeout, exited.readable()).await.ok()?.ok()?;
+    running.container.wait().ok()
 }
 
 /// docker's restart policies: `no`, `always`, `unless-stopped`, `on-failure[:N]`, or

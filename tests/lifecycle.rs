@@ -242,3 +242,36 @@ fn stop_start_and_restart_act_on_the_named_services_only() {
     let out = project.berth(&["stop", "nosuch"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn kill_with_a_fatal_signal_turns_the_restart_policy_off_and_a_harmless_one_does_not() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let hup = "command: [\"sh\", \"-c\", \"trap 'echo reloaded' HUP; while :; do sleep 0.05; done\"]\nrestart: always";
+    let project = Project::new(
+        "blifekill",
+        &format!("{}{}", service("always", &format!("{IDLE}\nrestart: always")), service("reload", hup)),
+    );
+    project.up();
+    let out = project.berth(&["kill", "always"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = project.berth(&["kill", "-s", "HUP", "reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut list = ps(&project);
+    for _ in 0..200 {
+        if container(&list, "blifekill-always-1")["State"] == "exited" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        list = ps(&project);
+    }
+    // Longer than the first back-off: a restart would have happened by now.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let list = ps(&project);
+    let always = container(&list, "blifekill-always-1");
+    assert_eq!((always["State"].as_str(), always["ExitCode"].as_i64()), (Some("exited"), Some(137)), "{always}");
+    let reload = container(&list, "blifekill-reload-1");
+    assert_eq!((reload["State"].as_str(), reload["Restarts"].as_u64()), (Some("running"), Some(0)));
+    let logs = String::from_utf8(project.berth(&["logs", "--no-color", "reload"]).stdout).unwrap();
+    assert!(logs.contains("reloaded"), "{logs}");
+    assert_eq!(project.berth(&["kill", "-s", "NOPE"]).status.code(), Some(2));
+}

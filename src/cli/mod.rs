@@ -103,6 +103,8 @@ pub enum Command {
     Start(up::ServicesArgs),
     /// Restart services' containers.
     Restart(up::ServicesArgs),
+    /// Send a signal to services' containers (default SIGKILL).
+    Kill(up::KillArgs),
     /// Show the containers' output.
     Logs(logs::LogsArgs),
     /// The project's supervisor (started by `up -d`).
@@ -236,6 +238,7 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Stop(args) => up::lifecycle(&cli.global, "stop", &args),
         Command::Start(args) => up::lifecycle(&cli.global, "start", &args),
         Command::Restart(args) => up::lifecycle(&cli.global, "restart", &args),
+        Command::Kill(args) => up::kill(&cli.global, &args),
         Command::Logs(args) => logs::logs(&cli.global, &args),
         Command::Run(_) | Command::Exec(_) | Command::Supervise => Ok(()),
         Command::Completion { shell } => {

@@ -270,3 +270,37 @@ pub(super) fn lifecycle(global: &GlobalOptions, command: &str, args: &ServicesAr
         None => Err(failure(anyhow!("project {} is not running: `berth up -d` starts it", project.name))),
     }
 }
+
+/// `berth kill`.
+#[derive(Debug, clap::Args)]
+pub struct KillArgs {
+    /// The signal (`SIGKILL`, `KILL`, `9`, …).
+    #[arg(short = 's', long, default_value = "SIGKILL")]
+    pub signal: String,
+    /// Only these services (default: all).
+    pub services: Vec<String>,
+}
+
+/// Sends a signal to the project's containers through its supervisor.
+pub(super) fn kill(global: &GlobalOptions, args: &KillArgs) -> Result<(), Failure> {
+    let signal = parse_signal(&args.signal)
+        .ok_or_else(|| Failure { code: EXIT_INVALID, error: anyhow!("invalid signal: {:?}", args.signal) })?;
+    let loaded = load_project(&global.project_options())?;
+    let dir = supervisor::project_dir(&global.state_root(), &loaded.project.name);
+    let request = format!("kill {} {}", signal.as_str(), args.services.join(" "));
+    match control::request(&dir, request.trim_end()) {
+        Some(reply) if reply == "ok" => Ok(()),
+        Some(reply) => Err(failure(anyhow!("{}", reply.trim_start_matches("error: ")))),
+        None => Err(failure(anyhow!("project {} is not running", loaded.project.name))),
+    }
+}
+
+/// A signal by name (`SIGHUP`, `HUP`, any case) or number.
+fn parse_signal(text: &str) -> Option<nix::sys::signal::Signal> {
+    if let Ok(number) = text.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(number).ok();
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse().ok()
+}

@@ -67,6 +67,17 @@ pub async fn serve_until_down(listener: UnixListener, shared: &std::sync::Arc<Sh
                 };
                 let _ = write.write_all(reply.as_bytes()).await;
             }
+            Some("kill") => {
+                // `kill SIGNAL [SERVICE…]`.
+                let signal = words.next().and_then(|w| w.parse::<nix::sys::signal::Signal>().ok());
+                let services: Vec<String> = words.map(str::to_owned).collect();
+                let reply = match signal.map(|s| super::kill(shared, &services, s)) {
+                    Some(Ok(_)) => "ok\n".to_owned(),
+                    Some(Err(e)) => format!("error: {e}\n"),
+                    None => "error: unknown signal\n".to_owned(),
+                };
+                let _ = write.write_all(reply.as_bytes()).await;
+            }
             Some("ps") => {
                 let mut text = serde_json::to_string(&shared.status.containers()).unwrap_or_default();
                 text.push('\n');

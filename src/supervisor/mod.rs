@@ -217,6 +217,40 @@ pub(crate) async fn stop_or_restart(
     if restart { start_stopped(shared, services).await } else { Ok(()) }
 }
 
+/// `berth kill`: sends `signal` to the running containers of `services` (all when empty). A
+/// fatal signal (KILL, TERM, INT, QUIT, or the service's `stop_signal`) turns the container's
+/// restart policy off until it is started again, as `docker kill` does; others leave it on.
+pub(crate) fn kill(
+    shared: &Shared,
+    services: &[String],
+    signal: nix::sys::signal::Signal,
+) -> Result<usize, SupervisorError> {
+    use nix::sys::signal::Signal;
+    let mut sent = 0;
+    for found in crate::runtime::state::list(&shared.root)? {
+        let (Some(spec), Some(record)) = (found.spec, found.record) else { continue };
+        if spec.project != shared.project.name || record.oneoff || !record.is_running() {
+            continue;
+        }
+        if !services.is_empty() && !services.contains(&spec.service) {
+            continue;
+        }
+        let stop_signal = shared.project.services.get(&spec.service).and_then(|s| s.stop_signal.as_deref());
+        let fatal = matches!(signal, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT)
+            || stop_signal.is_some_and(|s| s.trim_start_matches("SIG") == signal.as_str().trim_start_matches("SIG"));
+        if fatal && let Ok(mut killed) = shared.killed.lock() {
+            killed.insert(spec.name.clone());
+        }
+        let pidfd = crate::runtime::exec::pidfd_open(record.pid)?;
+        // The PID may have been reused between reading the record and opening the pidfd.
+        if record.is_running() {
+            crate::runtime::container::send_signal(&pidfd, signal)?;
+            sent += 1;
+        }
+    }
+    Ok(sent)
+}
+
 /// `berth start`: starts the replicas of `services` (all when empty) that are not running.
 pub(crate) async fn start_stopped(shared: &Arc<Shared>, services: &[String]) -> Result<(), SupervisorError> {
     let graph =
@@ -394,7 +428,8 @@ async fn supervise(
             }
         };
         let Some(config) = shared.project.services.get(&service) else { return };
-        let again = should_restart(config, exit.code, restarts);
+        let killed = shared.killed.lock().map(|mut k| k.remove(&name)).unwrap_or(false);
+        let again = !killed && should_restart(config, exit.code, restarts);
         shared.status.update(&name, |c| {
             c.state = if again { "restarting" } else { "exited" }.into();
             c.exit_code = exit.code;

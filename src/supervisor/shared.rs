@@ -45,6 +45,9 @@ pub struct Shared {
     pub status: super::status::Status,
     /// The tasks watching containers, with their service, awaited by `down`.
     pub watchers: std::sync::Mutex<Vec<(String, tokio::task::JoinHandle<()>)>>,
+    /// Containers `kill` ended with a fatal signal: their restart policy is off until they are
+    /// started again, as in docker.
+    pub killed: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Per service: `down`'s order to stop, with the time its containers get before SIGKILL.
     pub stops: BTreeMap<String, tokio::sync::watch::Sender<Option<std::time::Duration>>>,
     firewall: OnceLock<Backend>,
@@ -90,6 +93,7 @@ impl Shared {
             default_host_ip: super::launch::default_host_ip(),
             status,
             watchers: std::sync::Mutex::new(Vec::new()),
+            killed: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             stops,
             firewall: OnceLock::new(),
         }

@@ -180,7 +180,7 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
     if let Some(record) = SupervisorRecord::load(&root, project).filter(SupervisorRecord::is_running) {
         let request = args.timeout.map_or_else(|| "down".to_owned(), |t| format!("down {t}"));
         match control::request(&dir, &request) {
-            Some(_) => wait_for_exit(record.pid),
+            Some(_) => recover::wait_for_exit(record.pid),
             None => recover::kill_and_wait(record.pid),
         }
     }
@@ -208,20 +208,6 @@ fn read_answer(mut pipe: std::fs::File, child: &mut std::process::Child) -> std:
         }
     }
     Ok(String::from_utf8_lossy(&answer).into_owned())
-}
-
-/// Waits until process `pid` (not our child) is gone.
-fn wait_for_exit(pid: i32) {
-    // SAFETY: pidfd_open with a PID and no flags; the result is checked.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let Ok(raw) = i32::try_from(raw) else { return };
-    if raw < 0 {
-        return;
-    }
-    // SAFETY: a new descriptor that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&pidfd), nix::poll::PollFlags::POLLIN)];
-    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
 }
 
 /// The hidden `__supervise` command `up -d` starts.

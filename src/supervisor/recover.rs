@@ -2,7 +2,7 @@
 //! state left by a crash): everything is found from the records on disk and the kernel's own
 //! tables, so nothing depends on the dead process's memory.
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -37,17 +37,21 @@ pub fn clean(root: &Path, project: &str) -> Result<(), SupervisorError> {
     Ok(())
 }
 
-/// SIGKILLs a process that is not our child and waits for it to be gone.
+/// SIGKILLs a process that is not our child and waits (up to 10 s) for it to be gone.
 pub fn kill_and_wait(pid: i32) {
-    // SAFETY: pidfd_open with a PID and no flags; the result is checked.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let Ok(raw) = i32::try_from(raw) else { return };
-    if raw < 0 {
-        return;
-    }
-    // SAFETY: a new descriptor that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let Ok(pidfd) = crate::runtime::exec::pidfd_open(pid) else { return };
     let _ = crate::runtime::container::send_signal(&pidfd, Signal::SIGKILL);
+    wait_on(&pidfd, PollTimeout::from(10_000u16));
+}
+
+/// Waits until process `pid` (not our child) is gone.
+pub fn wait_for_exit(pid: i32) {
+    if let Ok(pidfd) = crate::runtime::exec::pidfd_open(pid) {
+        wait_on(&pidfd, PollTimeout::NONE);
+    }
+}
+
+fn wait_on(pidfd: &OwnedFd, timeout: PollTimeout) {
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    let _ = poll(&mut fds, PollTimeout::from(10_000u16));
+    let _ = poll(&mut fds, timeout);
 }

@@ -2,6 +2,8 @@
 //! the test setup builds from Debian's busybox-static (tests/fixtures/make-images.sh).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -9,33 +11,10 @@ use std::sync::OnceLock;
 
 const IMAGE: &str = "berth-test/busybox:latest";
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the runtime tests create namespaces, mounts and cgroups: run them as root (CI does)"
-    );
-}
-
 /// A state root with the busybox image loaded, shared by the tests of this binary.
 fn state_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        require_root();
-        let images = Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-test-images");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-images.sh");
-        let out = Command::new("bash").arg(script).arg(&images).output().unwrap();
-        assert!(out.status.success(), "building the test images failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-runtime-root");
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--root")
-            .arg(&root)
-            .args(["load", "-i"])
-            .arg(images.join("busybox.docker.tar"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "berth load: {}", String::from_utf8_lossy(&out.stderr));
-        root
-    })
+    ROOT.get_or_init(|| support::busybox_root("berth-runtime-root"))
 }
 
 /// A project directory with a compose.yaml.

@@ -18,26 +18,30 @@ pub static HOST_FIREWALL: Mutex<()> = Mutex::new(());
 
 pub fn state_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the network tests make bridges and firewall rules: run them as root"
-        );
-        let images = Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-test-images");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-images.sh");
-        let out = Command::new("bash").arg(script).arg(&images).output().unwrap();
-        assert!(out.status.success(), "building the test images failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-network-root");
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--root")
-            .arg(&root)
-            .args(["load", "-i"])
-            .arg(images.join("busybox.docker.tar"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "berth load: {}", String::from_utf8_lossy(&out.stderr));
-        root
-    })
+    ROOT.get_or_init(|| busybox_root("berth-network-root"))
+}
+
+/// A state root `name` under the test target directory with the busybox test image loaded
+/// (built from Debian's busybox-static by tests/fixtures/make-images.sh). Needs root.
+pub fn busybox_root(name: &str) -> PathBuf {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests create namespaces, mounts, cgroups, bridges and firewall rules: run them as root (CI does)"
+    );
+    let images = Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-test-images");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-images.sh");
+    let out = Command::new("bash").arg(script).arg(&images).output().unwrap();
+    assert!(out.status.success(), "building the test images failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(&root)
+        .args(["load", "-i"])
+        .arg(images.join("busybox.docker.tar"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "berth load: {}", String::from_utf8_lossy(&out.stderr));
+    root
 }
 
 /// A project directory whose compose.yaml names the project; `down -t 0` on drop.

@@ -213,8 +213,19 @@ fn ctrl_c_stops_an_attached_up_gracefully() {
 #[test]
 fn stop_start_and_restart_act_on_the_named_services_only() {
     let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
-    let project = Project::new("blifestopstart", &format!("{}{}", service("web", IDLE), service("db", IDLE)));
+    let trapping = r#"command: ["sh", "-c", "trap 'exit 0' TERM; echo trapping; while :; do sleep 0.1; done"]"#;
+    let project = Project::new("blifestopstart", &format!("{}{}", service("web", trapping), service("db", IDLE)));
     project.up();
+    // A TERM before the trap is set would end the shell with 143, not 0.
+    let mut logs = String::new();
+    for _ in 0..200 {
+        logs = String::from_utf8_lossy(&project.berth(&["logs", "web"]).stdout).into_owned();
+        if logs.contains("trapping") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(logs.contains("trapping"), "web never set its trap: {logs:?}");
     let ok = |args: &[&str]| {
         let out = project.berth(args);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));

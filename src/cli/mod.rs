@@ -26,7 +26,7 @@ pub const EXIT_INVALID: u8 = 2;
 
 /// berth runs compose stacks without a daemon.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about, long_about = None, propagate_version = true)]
+#[command(name = "berth", version, about, long_about = None)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOptions,
@@ -57,6 +57,10 @@ pub struct GlobalOptions {
     /// State root: images, volumes and container state. Default: BERTH_ROOT, else /var/lib/berth.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// How `up` and `down` show progress: `tty` (marks and a count), `plain` (a line per
+    /// container) or `quiet`. Default: `tty` on a terminal, else `plain`.
+    #[arg(long, value_name = "MODE", value_parser = ["auto", "tty", "plain", "quiet"])]
+    pub progress: Option<String>,
 }
 
 /// berth's commands.

@@ -11,7 +11,8 @@ use super::{EXIT_INVALID, Failure, GlobalOptions, load_project};
 use crate::image::Store;
 use crate::image::ensure::ensure_images;
 use crate::runtime::spawner::Spawner;
-use crate::supervisor::{self, SupervisorRecord, control, recover};
+use crate::spec::{Project, ProjectOptions};
+use crate::supervisor::{self, SupervisorRecord, UpReport, UpRequest, control, recover};
 
 /// `berth up`.
 #[derive(Debug, clap::Args)]
@@ -40,6 +41,29 @@ pub struct UpArgs {
     /// Attached: plain prefixes.
     #[arg(long)]
     pub no_color: bool,
+    /// Recreate containers even when their configuration and image are unchanged.
+    #[arg(long, conflicts_with = "no_recreate")]
+    pub force_recreate: bool,
+    /// Keep running containers even when their configuration or image changed.
+    #[arg(long)]
+    pub no_recreate: bool,
+    /// Remove the containers of services the stack no longer has.
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Fresh anonymous volumes for recreated containers (berth's behaviour always).
+    #[arg(short = 'V', long)]
+    pub renew_anon_volumes: bool,
+    /// Do not start the named services' dependencies.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Run N containers of SERVICE (repeatable), overriding `scale` and `deploy.replicas`.
+    #[arg(long, value_name = "SERVICE=N")]
+    pub scale: Vec<String>,
+    /// Seconds recreated containers get to stop before SIGKILL.
+    #[arg(short = 't', long)]
+    pub timeout: Option<u64>,
+    /// Only these services (and, unless --no-deps, what they depend on).
+    pub services: Vec<String>,
 }
 
 /// `berth down`.
@@ -49,6 +73,16 @@ pub struct DownArgs {
     /// `stop_grace_period`, else 10).
     #[arg(short = 't', long)]
     pub timeout: Option<u64>,
+    /// Remove the project's named volumes (not external ones) too.
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+    /// Remove the services' images too: `all`, or `local` (only images without an `image:`
+    /// name, which berth does not make yet).
+    #[arg(long, value_name = "TYPE", value_parser = ["all", "local"])]
+    pub rmi: Option<String>,
+    /// Accepted for compose's sake: `down` always removes every container of the project.
+    #[arg(long)]
+    pub remove_orphans: bool,
 }
 
 /// The environment variable that carries the readiness pipe's descriptor to the supervisor.
@@ -66,19 +100,12 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
     if global.files.iter().any(|f| f.as_os_str() == crate::spec::load::STDIN_NAME) {
         return Err(Failure { code: EXIT_INVALID, error: anyhow!("up cannot read the stack file from stdin") });
     }
-    let loaded = load_project(&global.project_options())?;
+    let mut options = global.project_options();
+    options.services = args.services.clone();
+    let loaded = load_project(&options)?;
     let project = &loaded.project;
+    let request = up_request(options, project, args)?;
     let root = global.state_root();
-    let dir = supervisor::project_dir(&root, &project.name);
-    if let Some(record) = SupervisorRecord::load(&root, &project.name).filter(SupervisorRecord::is_running) {
-        if control::request(&dir, "ping").is_some() {
-            println!("project {} is already up (supervisor pid {})", project.name, record.pid);
-            return Ok(0);
-        }
-        recover::kill_and_wait(record.pid);
-    }
-    // A supervisor that died left containers, networks or rules: remove them first.
-    recover::clean(&root, &project.name).map_err(failure)?;
     let store = Store::open(&root).map_err(failure)?;
     let wanted = project
         .services
@@ -86,55 +113,160 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
         .filter_map(|(name, s)| Some((name.clone(), (s.image.clone()?, s.pull_policy.clone()))))
         .collect();
     ensure_images(&super::run::StoreSource { store: &store }, &wanted).map_err(failure)?;
-    std::fs::create_dir_all(&dir).map_err(failure)?;
-    let log = std::fs::File::create(dir.join("supervisor.log")).map_err(failure)?;
-    let (read_end, write_end) = nix::unistd::pipe().map_err(failure)?;
-    nix::fcntl::fcntl(&read_end, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(failure)?;
-    let mut command = Process::new("/proc/self/exe");
-    command.arg("--root").arg(&root).arg("-p").arg(&project.name);
-    for file in &global.files {
-        command.arg("-f").arg(file);
-    }
-    if let Some(dir) = &global.project_directory {
-        command.arg("--project-directory").arg(dir);
-    }
-    for file in &global.env_files {
-        command.arg("--env-file").arg(file);
-    }
-    for profile in &global.profiles {
-        command.arg("--profile").arg(profile);
-    }
-    command
-        .arg("__supervise")
-        .env(READY_FD_VAR, write_end.as_raw_fd().to_string())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(failure)?)
-        .stderr(log);
-    let mut child = command.spawn().map_err(failure)?;
-    drop(write_end);
-    let answer = read_answer(std::fs::File::from(read_end), &mut child).map_err(failure)?;
-    if answer.trim() != "ok" {
-        let reason = if answer.trim().is_empty() {
-            format!("the supervisor exited without starting; see {}", dir.join("supervisor.log").display())
-        } else {
-            answer.trim().to_owned()
-        };
-        return Err(failure(anyhow!("{reason}")));
-    }
-    if !attached {
-        for service in project.services.values() {
-            for index in 1..=service.replicas() {
-                let index = u32::try_from(index).unwrap_or(u32::MAX);
-                println!(" Container {}  Started", crate::plan::container_name(project, service, index));
-            }
-        }
-    }
+    let report = match running_supervisor(&root, &project.name) {
+        Some(dir) => converge(&dir, &request)?,
+        None => start_supervisor(global, &root, &project.name, &request)?,
+    };
+    show_progress(global, &report);
     if args.wait {
         wait_until_ready(global, &project.name, args.wait_timeout.map(std::time::Duration::from_secs))?;
     }
     match signals {
         Some(signals) => super::attach::attach(global, project, args, &signals),
         None => Ok(0),
+    }
+}
+
+/// The request `up` sends its supervisor, checked against the loaded project.
+fn up_request(options: ProjectOptions, project: &Project, args: &UpArgs) -> Result<UpRequest, Failure> {
+    let invalid = |message: String| Failure { code: EXIT_INVALID, error: anyhow!(message) };
+    let mut scale = std::collections::BTreeMap::new();
+    for entry in &args.scale {
+        let (service, count) =
+            entry.split_once('=').ok_or_else(|| invalid(format!("--scale {entry:?}: expected SERVICE=N")))?;
+        let count =
+            count.parse::<u64>().map_err(|_| invalid(format!("--scale {entry:?}: {count:?} is not a number")))?;
+        if !project.services.contains_key(service) {
+            return Err(invalid(format!("--scale: no such service: {service:?}")));
+        }
+        scale.insert(service.to_owned(), count);
+    }
+    for service in &args.services {
+        if !project.services.contains_key(service) {
+            return Err(invalid(format!("no such service: {service:?}")));
+        }
+    }
+    Ok(UpRequest {
+        options,
+        services: args.services.clone(),
+        force_recreate: args.force_recreate,
+        no_recreate: args.no_recreate,
+        remove_orphans: args.remove_orphans,
+        no_deps: args.no_deps,
+        scale,
+        timeout: args.timeout,
+    })
+}
+
+/// The project directory of `project` when its supervisor runs and answers; a supervisor
+/// that runs but does not answer is killed (its leftovers are cleaned by the fresh start).
+fn running_supervisor(root: &std::path::Path, project: &str) -> Option<std::path::PathBuf> {
+    let record = SupervisorRecord::load(root, project).filter(SupervisorRecord::is_running)?;
+    let dir = supervisor::project_dir(root, project);
+    if control::request(&dir, "ping").is_some() {
+        return Some(dir);
+    }
+    recover::kill_and_wait(record.pid);
+    None
+}
+
+/// `up` on a running project: the supervisor changes what differs.
+fn converge(dir: &std::path::Path, request: &UpRequest) -> Result<UpReport, Failure> {
+    let text = serde_json::to_string(request).map_err(failure)?;
+    let reply = control::request(dir, &format!("up {text}"))
+        .ok_or_else(|| failure(anyhow!("the project's supervisor stopped answering")))?;
+    if let Some(error) = reply.strip_prefix("error: ") {
+        return Err(failure(anyhow!("{error}")));
+    }
+    serde_json::from_str(&reply).map_err(|e| failure(anyhow!("the supervisor's answer: {e}")))
+}
+
+/// Starts the project's supervisor with `request` on its standard input and waits for its
+/// report.
+fn start_supervisor(
+    global: &GlobalOptions,
+    root: &std::path::Path,
+    project: &str,
+    request: &UpRequest,
+) -> Result<UpReport, Failure> {
+    let dir = supervisor::project_dir(root, project);
+    // A supervisor that died left containers, networks or rules: remove them first.
+    recover::clean(root, project).map_err(failure)?;
+    std::fs::create_dir_all(&dir).map_err(failure)?;
+    let log = std::fs::File::create(dir.join("supervisor.log")).map_err(failure)?;
+    let (read_end, write_end) = nix::unistd::pipe().map_err(failure)?;
+    nix::fcntl::fcntl(&read_end, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(failure)?;
+    let mut command = Process::new("/proc/self/exe");
+    command.arg("--root").arg(root);
+    if let Some(progress) = &global.progress {
+        command.arg("--progress").arg(progress);
+    }
+    command
+        .arg("__supervise")
+        .env(READY_FD_VAR, write_end.as_raw_fd().to_string())
+        .stdin(Stdio::piped())
+        .stdout(log.try_clone().map_err(failure)?)
+        .stderr(log);
+    let mut child = command.spawn().map_err(failure)?;
+    drop(write_end);
+    if let Some(mut stdin) = child.stdin.take() {
+        serde_json::to_writer(&mut stdin, request).map_err(failure)?;
+    }
+    let answer = read_answer(std::fs::File::from(read_end), &mut child).map_err(failure)?;
+    let answer = answer.trim();
+    if answer.starts_with('{') {
+        return serde_json::from_str(answer).map_err(|e| failure(anyhow!("the supervisor's answer: {e}")));
+    }
+    let reason = if answer.is_empty() {
+        format!("the supervisor exited without starting; see {}", dir.join("supervisor.log").display())
+    } else {
+        answer.to_owned()
+    };
+    Err(failure(anyhow!("{reason}")))
+}
+
+/// compose's progress lines: one per container with what happened to it, then the warnings.
+fn show_progress(global: &GlobalOptions, report: &UpReport) {
+    for warning in &report.warnings {
+        eprintln!("WARN[0000] {warning}");
+    }
+    match progress_mode(global) {
+        Progress::Quiet => {}
+        Progress::Plain => {
+            for change in &report.changes {
+                println!(" Container {}  {}", change.container, change.action);
+            }
+        }
+        Progress::Tty => {
+            let count = report.changes.len();
+            println!("[+] Running {count}/{count}");
+            let width = report.changes.iter().map(|c| c.container.len()).max().unwrap_or(0);
+            for change in &report.changes {
+                println!(" \u{2714} Container {:<width$}  {}", change.container, change.action);
+            }
+        }
+    }
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Progress {
+    /// Marks and a count.
+    Tty,
+    /// A line per container.
+    Plain,
+    /// Nothing.
+    Quiet,
+}
+
+/// `--progress`, else `tty` when standard output is a terminal, else `plain`.
+pub(super) fn progress_mode(global: &GlobalOptions) -> Progress {
+    match global.progress.as_deref() {
+        Some("tty") => Progress::Tty,
+        Some("plain") => Progress::Plain,
+        Some("quiet") => Progress::Quiet,
+        _ if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Progress::Tty,
+        _ => Progress::Plain,
     }
 }
 
@@ -177,6 +309,11 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
     let project = &loaded.project.name;
     let root = global.state_root();
     let dir = supervisor::project_dir(&root, project);
+    let containers = super::ps::containers(global, project);
+    let networks: Vec<String> = crate::network::store::NetworkStore::lock(&root)
+        .and_then(|store| store.all())
+        .map(|all| all.into_iter().filter(|n| &n.project == project).map(|n| n.name).collect())
+        .unwrap_or_default();
     if let Some(record) = SupervisorRecord::load(&root, project).filter(SupervisorRecord::is_running) {
         let request = args.timeout.map_or_else(|| "down".to_owned(), |t| format!("down {t}"));
         match control::request(&dir, &request) {
@@ -185,6 +322,44 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
         }
     }
     recover::clean(&root, project).map_err(failure)?;
+    let mode = progress_mode(global);
+    let say = |what: &str, name: &str, done: &str| match mode {
+        Progress::Quiet => {}
+        Progress::Plain => println!(" {what} {name}  {done}"),
+        Progress::Tty => println!(" \u{2714} {what} {name}  {done}"),
+    };
+    for container in &containers {
+        say("Container", &container.name, "Removed");
+    }
+    for network in &networks {
+        say("Network", network, "Removed");
+    }
+    if args.volumes {
+        for (key, volume) in loaded.project.volumes.iter().filter(|(_, v)| !v.external) {
+            let name = if volume.name.is_empty() { format!("{project}_{key}") } else { volume.name.clone() };
+            let dir = root.join("volumes").join(&name);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => say("Volume", &name, "Removed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(failure(anyhow!("{}: {e}", dir.display()))),
+            }
+        }
+    }
+    if args.rmi.as_deref() == Some("all") {
+        let store = Store::open(&root).map_err(failure)?;
+        let images: std::collections::BTreeSet<&str> =
+            loaded.project.services.values().filter_map(|s| s.image.as_deref()).collect();
+        for image in images {
+            match store.resolve(image) {
+                Ok(Some(_)) => {
+                    store.remove(image).map_err(failure)?;
+                    say("Image", image, "Removed");
+                }
+                Ok(None) => {}
+                Err(e) => return Err(failure(e)),
+            }
+        }
+    }
     Ok(())
 }
 
@@ -219,8 +394,10 @@ pub(super) fn supervise(global: &GlobalOptions, spawner: Spawner) -> Result<u8, 
     });
     // SAFETY: single-threaded here apart from the spawner, which reads no environment.
     unsafe { std::env::remove_var(READY_FD_VAR) };
-    let loaded = load_project(&global.project_options())?;
-    supervisor::run(&global.state_root(), loaded.project, spawner, ready).map_err(failure)?;
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).map_err(failure)?;
+    let request: UpRequest = serde_json::from_str(&text).map_err(|e| failure(anyhow!("the up request: {e}")))?;
+    supervisor::run(&global.state_root(), request, spawner, ready).map_err(failure)?;
     Ok(0)
 }
 

@@ -19,8 +19,9 @@ use super::{dotenv, naming, paths, validate};
 /// The file names compose looks for, in order of preference.
 pub const DEFAULT_FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
 
-/// How to find and read a project: the global flags and the environment.
-#[derive(Clone, Debug, Default)]
+/// How to find and read a project: the global flags and the environment. Serialisable, so
+/// `up` can hand the supervisor exactly what it loaded.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProjectOptions {
     /// `-f` files; empty means `COMPOSE_FILE`, then discovery.
     pub files: Vec<PathBuf>,

@@ -4,12 +4,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
-use super::{Shared, SupervisorError};
+use super::{Shared, SupervisorError, UpRequest};
 
 /// Where a project's control socket lives.
 pub fn socket_path(project_dir: &Path) -> PathBuf {
@@ -26,68 +27,86 @@ pub fn bind(project_dir: &Path) -> Result<UnixListener, SupervisorError> {
     Ok(listener)
 }
 
-/// Answers requests until one says `down`; returns its stop timeout, if it gave one.
-pub async fn serve_until_down(listener: UnixListener, shared: &std::sync::Arc<Shared>) -> Option<Duration> {
+/// Answers requests, each in a task of its own, until one says `down`; returns its stop
+/// timeout, if it gave one. Orders that change containers take turns; `ps` and `ping` never
+/// wait for them.
+pub async fn serve_until_down(listener: UnixListener, shared: &Arc<Shared>) -> Option<Duration> {
+    let (down_sender, mut down) = tokio::sync::mpsc::channel(1);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let (read, mut write) = stream.into_split();
-        let mut line = String::new();
-        if tokio::io::BufReader::new(read).read_line(&mut line).await.is_err() {
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("down") => {
-                let secs = words.next().and_then(|w| w.parse::<u64>().ok());
-                let _ = write.write_all(b"stopping\n").await;
-                return secs.map(Duration::from_secs);
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                tokio::spawn(answer(stream, Arc::clone(shared), down_sender.clone()));
             }
-            Some("ping") => {
-                let _ = write.write_all(b"pong\n").await;
-            }
-            Some(command @ ("stop" | "start" | "restart")) => {
-                // `stop TIMEOUT|- [SERVICE…]`, `start [SERVICE…]`, `restart TIMEOUT|- [SERVICE…]`.
-                let timeout = if command == "start" { None } else { words.next().and_then(|w| w.parse().ok()) };
-                let services: Vec<String> = words.map(str::to_owned).collect();
-                let done = match command {
-                    "start" => super::start_stopped(shared, &services).await,
-                    _ => {
-                        super::stop_or_restart(
-                            shared,
-                            &services,
-                            timeout.map(Duration::from_secs),
-                            command == "restart",
-                        )
-                        .await
-                    }
-                };
-                let reply = match done {
-                    Ok(()) => "ok\n".to_owned(),
-                    Err(e) => format!("error: {e}\n"),
-                };
-                let _ = write.write_all(reply.as_bytes()).await;
-            }
-            Some("kill") => {
-                // `kill SIGNAL [SERVICE…]`.
-                let signal = words.next().and_then(|w| w.parse::<nix::sys::signal::Signal>().ok());
-                let services: Vec<String> = words.map(str::to_owned).collect();
-                let reply = match signal.map(|s| super::kill(shared, &services, s)) {
-                    Some(Ok(_)) => "ok\n".to_owned(),
-                    Some(Err(e)) => format!("error: {e}\n"),
-                    None => "error: unknown signal\n".to_owned(),
-                };
-                let _ = write.write_all(reply.as_bytes()).await;
-            }
-            Some("ps") => {
-                let mut text = serde_json::to_string(&shared.status.containers()).unwrap_or_default();
-                text.push('\n');
-                let _ = write.write_all(text.as_bytes()).await;
-            }
-            _ => {
-                let _ = write.write_all(b"error: unknown request\n").await;
-            }
+            Some(timeout) = down.recv() => return timeout,
         }
     }
+}
+
+async fn answer(
+    stream: tokio::net::UnixStream,
+    shared: Arc<Shared>,
+    down: tokio::sync::mpsc::Sender<Option<Duration>>,
+) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    if tokio::io::BufReader::new(read).read_line(&mut line).await.is_err() {
+        return;
+    }
+    let (command, rest) = line.trim_end().split_once(' ').unwrap_or((line.trim_end(), ""));
+    let mut words = rest.split_whitespace();
+    let reply = match command {
+        "down" => {
+            let secs = words.next().and_then(|w| w.parse::<u64>().ok());
+            let _ = write.write_all(b"stopping\n").await;
+            let _ = down.send(secs.map(Duration::from_secs)).await;
+            return;
+        }
+        "ping" => "pong".to_owned(),
+        "ps" => serde_json::to_string(&shared.status.containers()).unwrap_or_default(),
+        "up" => {
+            // `up JSON`: an UpRequest.
+            match serde_json::from_str::<UpRequest>(rest) {
+                Ok(request) => {
+                    let _turn = shared.orders.lock().await;
+                    match super::converge::up(&shared, request).await {
+                        Ok(report) => serde_json::to_string(&report).unwrap_or_default(),
+                        Err(e) => format!("error: {e}"),
+                    }
+                }
+                Err(e) => format!("error: bad request: {e}"),
+            }
+        }
+        "stop" | "start" | "restart" => {
+            // `stop TIMEOUT|- [SERVICE…]`, `start [SERVICE…]`, `restart TIMEOUT|- [SERVICE…]`.
+            let timeout = if command == "start" { None } else { words.next().and_then(|w| w.parse().ok()) };
+            let services: Vec<String> = words.map(str::to_owned).collect();
+            let _turn = shared.orders.lock().await;
+            let done = match command {
+                "start" => super::orders::start_stopped(&shared, &services).await,
+                _ => {
+                    let timeout = timeout.map(Duration::from_secs);
+                    super::orders::stop_or_restart(&shared, &services, timeout, command == "restart").await
+                }
+            };
+            match done {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => format!("error: {e}"),
+            }
+        }
+        "kill" => {
+            // `kill SIGNAL [SERVICE…]`.
+            let signal = words.next().and_then(|w| w.parse::<nix::sys::signal::Signal>().ok());
+            let services: Vec<String> = words.map(str::to_owned).collect();
+            match signal.map(|s| super::orders::kill(&shared, &services, s)) {
+                Some(Ok(_)) => "ok".to_owned(),
+                Some(Err(e)) => format!("error: {e}"),
+                None => "error: unknown signal".to_owned(),
+            }
+        }
+        _ => "error: unknown request".to_owned(),
+    };
+    let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
 }
 
 /// compose's default stop timeout.

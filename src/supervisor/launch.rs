@@ -38,12 +38,13 @@ pub fn log_path(shared: &Shared, name: &str) -> PathBuf {
 
 /// Plans and starts replica `index` of `service`, its `restarts`th restart.
 pub fn start(shared: &Shared, service_name: &str, index: u32, restarts: u32) -> Result<Running, SupervisorError> {
-    let project = &shared.project;
+    let desired = shared.desired();
+    let project = &desired.project;
     let service = project
         .services
         .get(service_name)
         .ok_or_else(|| SupervisorError::Other(format!("no such service: {service_name}")))?;
-    let image = shared
+    let image = desired
         .images
         .get(service_name)
         .ok_or_else(|| SupervisorError::Other(format!("service {service_name:?}: no image")))?;
@@ -73,7 +74,7 @@ pub fn start(shared: &Shared, service_name: &str, index: u32, restarts: u32) -> 
     let mut spec =
         plan::container_spec(&ctx, service, &overrides).map_err(|e| SupervisorError::Other(e.to_string()))?;
     match &spec.namespaces.net {
-        NamespaceMode::Private => setup::attach_spec(&shared.root, &mut spec, service, &shared.networks, false)?,
+        NamespaceMode::Private => setup::attach_spec(&shared.root, &mut spec, service, &desired.networks, false)?,
         // A container in another's network namespace sees that one's /etc files, as in docker:
         // its names, its resolver.
         NamespaceMode::Container(name) => {
@@ -185,6 +186,7 @@ fn publish(shared: &Shared, service: &crate::spec::Service, running: &mut Runnin
     let spec = &running.container.spec;
     let Some(endpoint) = spec.endpoints.first() else { return Ok(()) };
     let default_host_ip = shared
+        .desired()
         .networks
         .values()
         .find(|n| n.name == endpoint.network)

@@ -4,16 +4,18 @@
 //! down` asks it to stop everything and exit, or cleans up after it when it was killed.
 
 pub mod control;
+mod converge;
+pub mod desired;
 mod health;
 mod launch;
 pub mod logs;
 pub mod names;
+mod orders;
 mod probe;
 pub mod recover;
 mod shared;
 pub mod status;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,14 +27,16 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use crate::graph::Condition;
-use crate::image::{ImageRecord, Store};
-use crate::network::dns::DnsServer;
+use crate::image::Store;
 use crate::network::setup::{self, NetworkError};
 use crate::runtime::RuntimeError;
 use crate::runtime::spawner::Spawner;
 use crate::spec::{Project, Service};
+pub use converge::{UpReport, UpRequest};
+use desired::Desired;
 use launch::Running;
 pub use shared::Shared;
+use shared::Watcher;
 
 /// Why the supervisor could not do its job.
 #[derive(Debug, thiserror::Error)]
@@ -83,14 +87,22 @@ impl SupervisorRecord {
     }
 }
 
-/// Runs the supervisor of `project` until `down`. `ready` hears `ok` once every container
-/// started, or the error that stopped `up` (after everything made was removed again).
+/// Loads the project as `request` says and runs its supervisor until `down`. `ready` hears an
+/// [`UpReport`] (JSON) once every container started, or the error that stopped `up` (after
+/// everything made was removed again).
 pub fn run(
     root: &Path,
-    project: Project,
+    request: UpRequest,
     spawner: Spawner,
     mut ready: Option<std::fs::File>,
 ) -> Result<(), SupervisorError> {
+    let project = match converge::load(&request) {
+        Ok(project) => project,
+        Err(e) => {
+            tell(&mut ready, &e.to_string());
+            return Err(e);
+        }
+    };
     let name = project.name.clone();
     let shared = match prepare(root, project, spawner) {
         Ok(shared) => Arc::new(shared),
@@ -106,9 +118,9 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| SupervisorError::Io { path: "tokio runtime".into(), source: e })?;
-    let outcome = runtime.block_on(serve(Arc::clone(&shared), &mut ready));
+    let outcome = runtime.block_on(serve(Arc::clone(&shared), &request, &mut ready));
     drop(runtime);
-    let _ = setup::remove_networks(&shared.root, &shared.project.name);
+    let _ = setup::remove_networks(&shared.root, &shared.name);
     let _ = std::fs::remove_file(shared.project_dir.join("supervisor.json"));
     let _ = std::fs::remove_file(control::socket_path(&shared.project_dir));
     // `up` hears of a failure only once everything made is gone again.
@@ -134,52 +146,72 @@ fn prepare(root: &Path, project: Project, spawner: Spawner) -> Result<Shared, Su
     std::fs::write(&path, serde_json::to_vec(&record).unwrap_or_default())
         .map_err(|e| SupervisorError::Io { path: path.clone(), source: e })?;
     let store = Store::open(root).map_err(|e| SupervisorError::Other(e.to_string()))?;
-    let mut images: BTreeMap<String, ImageRecord> = BTreeMap::new();
-    for (name, service) in &project.services {
-        let image = service.image.as_deref().ok_or_else(|| {
-            SupervisorError::Other(format!("service {name:?} has no image, and berth cannot build images yet"))
-        })?;
-        let record = store
-            .resolve(image)
-            .map_err(|e| SupervisorError::Other(e.to_string()))?
-            .ok_or_else(|| SupervisorError::Other(format!("service {name:?}: image {image} is not in the store")))?;
-        images.insert(name.clone(), record);
-    }
-    let keys: Vec<&str> = project
-        .services
-        .values()
-        .filter(|s| has_own_network(s))
-        .flat_map(|s| s.networks.keys().map(String::as_str))
-        .collect();
-    let networks = setup::ensure_networks(root, &project, keys)?;
-    Ok(Shared::new(root.to_path_buf(), project, spawner, store, images, networks))
+    let desired = Desired::resolve(root, project, &store)?;
+    Ok(Shared::new(root.to_path_buf(), desired, spawner, store))
 }
 
-/// Whether a service gets a network namespace of its own on bridge networks (not `host`,
-/// `none` or another container's).
-fn has_own_network(service: &Service) -> bool {
-    service.network_mode.as_deref().is_none_or(|m| m.is_empty() || m == "bridge" || m == "default")
-}
-
-async fn serve(shared: Arc<Shared>, ready: &mut Option<std::fs::File>) -> Result<(), SupervisorError> {
-    let server = DnsServer::new(Arc::clone(&shared.names) as Arc<dyn crate::network::dns::Records>);
-    let mut listeners = Vec::new();
-    for record in shared.networks.values().filter(|r| r.project == shared.project.name) {
-        let address = SocketAddr::from((record.addressing.gateway, 53));
-        listeners.push(server.listen(address).await.map_err(|e| SupervisorError::Other(e.to_string()))?);
-    }
+async fn serve(
+    shared: Arc<Shared>,
+    request: &UpRequest,
+    ready: &mut Option<std::fs::File>,
+) -> Result<(), SupervisorError> {
+    listen_for_names(&shared).await?;
     let control = control::bind(&shared.project_dir)?;
+    let desired = shared.desired();
+    let services = converge::targets(&desired.project, request)?;
+    if let Err(e) = start_services(&shared, &desired, &services).await {
+        orders::stop_all(&shared, Some(Duration::ZERO)).await;
+        return Err(e);
+    }
+    let mut report = UpReport::default();
+    for service in &services {
+        let Some(config) = desired.project.services.get(service) else { continue };
+        for index in 1..=u32::try_from(config.replicas()).unwrap_or(1) {
+            let container = crate::plan::container_name(&desired.project, config, index);
+            report.changes.push(converge::Change { container, action: "Started".into() });
+        }
+    }
+    tell(ready, &serde_json::to_string(&report).unwrap_or_default());
+    let timeout = control::serve_until_down(control, &shared).await;
+    // An order under way finishes first.
+    let _turn = shared.orders.lock().await;
+    orders::stop_all(&shared, timeout).await;
+    if let Ok(mut listeners) = shared.dns_listeners.lock() {
+        listeners.clear();
+    }
+    Ok(())
+}
+
+/// Serves DNS on the gateway of each network the project made that has no server yet.
+async fn listen_for_names(shared: &Shared) -> Result<(), SupervisorError> {
+    let desired = shared.desired();
+    for (key, record) in desired.networks.iter().filter(|(_, r)| r.project == shared.name) {
+        let serving = shared.dns_listeners.lock().map(|l| l.contains_key(key)).unwrap_or(true);
+        if serving {
+            continue;
+        }
+        let address = SocketAddr::from((record.addressing.gateway, 53));
+        let listener = shared.dns.listen(address).await.map_err(|e| SupervisorError::Other(e.to_string()))?;
+        if let Ok(mut listeners) = shared.dns_listeners.lock() {
+            listeners.insert(key.clone(), listener);
+        }
+    }
+    Ok(())
+}
+
+/// Starts `services` of `desired`, each as soon as its dependencies meet their conditions
+/// (not wave by wave); the first failure, once every start has ended.
+async fn start_services(shared: &Arc<Shared>, desired: &Desired, services: &[String]) -> Result<(), SupervisorError> {
     let graph =
-        crate::spec::validate::dependency_graph(&shared.project).map_err(|e| SupervisorError::Other(e.to_string()))?;
-    // Every service starts as soon as its dependencies meet their conditions, not wave by wave.
+        crate::spec::validate::dependency_graph(&desired.project).map_err(|e| SupervisorError::Other(e.to_string()))?;
     let mut starting = tokio::task::JoinSet::new();
-    for service in shared.project.services.keys() {
+    for service in services {
         let dependencies: Vec<(String, Condition, bool)> = graph
             .dependencies_of(service)
             .into_iter()
             .map(|d| (d.dependency.clone(), d.condition, d.required))
             .collect();
-        starting.spawn(start_service(Arc::clone(&shared), service.clone(), dependencies));
+        starting.spawn(start_service(Arc::clone(shared), service.clone(), dependencies));
     }
     let mut failure = None;
     while let Some(joined) = starting.join_next().await {
@@ -187,127 +219,7 @@ async fn serve(shared: Arc<Shared>, ready: &mut Option<std::fs::File>) -> Result
             failure.get_or_insert(e);
         }
     }
-    if let Some(e) = failure {
-        stop_all(&shared, &graph, Some(Duration::ZERO)).await;
-        return Err(e);
-    }
-    tell(ready, "ok");
-    let timeout = control::serve_until_down(control, &shared).await;
-    stop_all(&shared, &graph, timeout).await;
-    drop(listeners);
-    Ok(())
-}
-
-/// Stops every container in reverse dependency order.
-async fn stop_all(shared: &Shared, graph: &crate::graph::DependencyGraph, timeout: Option<Duration>) {
-    stop_services(shared, graph, &[], timeout).await;
-}
-
-/// `berth stop` / `restart`: stops `services` (all when empty), then starts them again when
-/// `restart`; a stopped service stays down (no restart policy) until started.
-pub(crate) async fn stop_or_restart(
-    shared: &Arc<Shared>,
-    services: &[String],
-    timeout: Option<Duration>,
-    restart: bool,
-) -> Result<(), SupervisorError> {
-    let graph =
-        crate::spec::validate::dependency_graph(&shared.project).map_err(|e| SupervisorError::Other(e.to_string()))?;
-    stop_services(shared, &graph, services, timeout).await;
-    if restart { start_stopped(shared, services).await } else { Ok(()) }
-}
-
-/// `berth kill`: sends `signal` to the running containers of `services` (all when empty). A
-/// fatal signal (KILL, TERM, INT, QUIT, or the service's `stop_signal`) turns the container's
-/// restart policy off until it is started again, as `docker kill` does; others leave it on.
-pub(crate) fn kill(
-    shared: &Shared,
-    services: &[String],
-    signal: nix::sys::signal::Signal,
-) -> Result<usize, SupervisorError> {
-    use nix::sys::signal::Signal;
-    let mut sent = 0;
-    for found in crate::runtime::state::list(&shared.root)? {
-        let (Some(spec), Some(record)) = (found.spec, found.record) else { continue };
-        if spec.project != shared.project.name || record.oneoff || !record.is_running() {
-            continue;
-        }
-        if !services.is_empty() && !services.contains(&spec.service) {
-            continue;
-        }
-        let stop_signal = shared.project.services.get(&spec.service).and_then(|s| s.stop_signal.as_deref());
-        let fatal = matches!(signal, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT)
-            || stop_signal.is_some_and(|s| s.trim_start_matches("SIG") == signal.as_str().trim_start_matches("SIG"));
-        if fatal && let Ok(mut killed) = shared.killed.lock() {
-            killed.insert(spec.name.clone());
-        }
-        let pidfd = crate::runtime::exec::pidfd_open(record.pid)?;
-        // The PID may have been reused between reading the record and opening the pidfd.
-        if record.is_running() {
-            crate::runtime::container::send_signal(&pidfd, signal)?;
-            sent += 1;
-        }
-    }
-    Ok(sent)
-}
-
-/// `berth start`: starts the replicas of `services` (all when empty) that are not running.
-pub(crate) async fn start_stopped(shared: &Arc<Shared>, services: &[String]) -> Result<(), SupervisorError> {
-    let graph =
-        crate::spec::validate::dependency_graph(&shared.project).map_err(|e| SupervisorError::Other(e.to_string()))?;
-    for wave in graph.start_waves() {
-        for service in wave.iter().filter(|s| services.is_empty() || services.contains(s)) {
-            let watched = shared.watchers.lock().map(|w| w.iter().any(|(s, _)| s == service)).unwrap_or(true);
-            if watched {
-                continue;
-            }
-            if let Some(stop) = shared.stops.get(service) {
-                stop.send_replace(None);
-            }
-            start_replicas(shared, service).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Stops the containers of `services` (all when empty) in reverse dependency order, wave by
-/// wave: each gets its stop signal, then `timeout` (else its `stop_grace_period`, else 10 s)
-/// before SIGKILL.
-async fn stop_services(
-    shared: &Shared,
-    graph: &crate::graph::DependencyGraph,
-    services: &[String],
-    timeout: Option<Duration>,
-) {
-    for mut wave in graph.stop_waves() {
-        wave.retain(|s| services.is_empty() || services.contains(s));
-        for service in &wave {
-            let grace = timeout.unwrap_or_else(|| {
-                shared
-                    .project
-                    .services
-                    .get(service)
-                    .and_then(|s| s.stop_grace_period)
-                    .map_or(Duration::from_secs(control::DEFAULT_STOP_SECS), |d| d.0)
-            });
-            if let Some(stop) = shared.stops.get(service) {
-                let _ = stop.send(Some(grace));
-            }
-        }
-        let watchers: Vec<_> = shared
-            .watchers
-            .lock()
-            .map(|mut all| {
-                let (these, rest): (Vec<_>, Vec<_>) =
-                    std::mem::take(&mut *all).into_iter().partition(|(s, _)| wave.contains(s));
-                *all = rest;
-                these
-            })
-            .unwrap_or_default();
-        for (_, watcher) in watchers {
-            let _ = watcher.await;
-        }
-    }
+    failure.map_or(Ok(()), Err)
 }
 
 /// Waits for `service`'s dependencies to meet their conditions, then starts its replicas and
@@ -345,11 +257,13 @@ async fn start_service(
     start_replicas(&shared, &service).await
 }
 
-/// Starts `service`'s replicas, each with a watcher.
+/// Starts those of `service`'s replicas that are not running, each with a watcher.
 async fn start_replicas(shared: &Arc<Shared>, service: &str) -> Result<(), SupervisorError> {
     let service = service.to_owned();
-    let replicas = shared.project.services.get(&service).map_or(1, Service::replicas);
-    for index in 1..=u32::try_from(replicas).unwrap_or(1) {
+    let replicas = shared.desired().project.services.get(&service).map_or(1, Service::replicas);
+    let running = shared.watched(&service);
+    for index in (1..=u32::try_from(replicas).unwrap_or(1)).filter(|i| !running.contains(i)) {
+        let Some(stop) = shared.stop_receiver(&service, index) else { continue };
         let started = {
             let shared = Arc::clone(shared);
             let service = service.clone();
@@ -363,10 +277,10 @@ async fn start_replicas(shared: &Arc<Shared>, service: &str) -> Result<(), Super
             }
             Err(e) => return Err(SupervisorError::Other(e.to_string())),
         };
-        let Some(stop) = shared.stops.get(&service).map(watch::Sender::subscribe) else { continue };
-        let watcher = tokio::spawn(supervise(Arc::clone(shared), service.clone(), running, stop));
+        let task = tokio::spawn(supervise(Arc::clone(shared), service.clone(), running, stop));
         if let Ok(mut watchers) = shared.watchers.lock() {
-            watchers.push((service.clone(), watcher));
+            watchers.retain(|w| !(w.service == service && w.index == index && w.task.is_finished()));
+            watchers.push(Watcher { service: service.clone(), index, task });
         }
     }
     shared.status.service(&service, |s| s.started = true);
@@ -374,8 +288,9 @@ async fn start_replicas(shared: &Arc<Shared>, service: &str) -> Result<(), Super
 }
 
 fn has_health_check(shared: &Shared, service: &str) -> bool {
-    let own = shared.project.services.get(service).and_then(|s| s.healthcheck.as_ref());
-    let image = shared.images.get(service).and_then(|i| i.config.config.healthcheck.as_ref());
+    let desired = shared.desired();
+    let own = desired.project.services.get(service).and_then(|s| s.healthcheck.as_ref());
+    let image = desired.images.get(service).and_then(|i| i.config.config.healthcheck.as_ref());
     health::plan(own, image).is_some()
 }
 
@@ -427,7 +342,8 @@ async fn supervise(
                 return;
             }
         };
-        let Some(config) = shared.project.services.get(&service) else { return };
+        let desired = shared.desired();
+        let Some(config) = desired.project.services.get(&service) else { return };
         let killed = shared.killed.lock().map(|mut k| k.remove(&name)).unwrap_or(false);
         let again = !killed && should_restart(config, exit.code, restarts);
         shared.status.update(&name, |c| {

@@ -30,10 +30,10 @@ pub struct NameTable {
     entries: RwLock<Vec<NameEntry>>,
     /// Names of the project whether or not a container has them right now (service names,
     /// aliases): asked while their container restarts, they answer empty, never upstream.
-    project_names: BTreeSet<String>,
+    project_names: RwLock<BTreeSet<String>>,
     /// The project's networks by subnet, for clients the table does not list (one-off `run`
     /// containers): they share the network their address is on.
-    subnets: Vec<(Ipv4Net, String)>,
+    subnets: RwLock<Vec<(Ipv4Net, String)>>,
     /// Upstreams for such clients: the host's.
     default_upstreams: Vec<SocketAddr>,
 }
@@ -47,19 +47,36 @@ impl NameTable {
     ) -> NameTable {
         NameTable {
             entries: RwLock::default(),
-            project_names: names.into_iter().map(|n| n.to_lowercase()).collect(),
-            subnets,
+            project_names: RwLock::new(names.into_iter().map(|n| n.to_lowercase()).collect()),
+            subnets: RwLock::new(subnets),
             default_upstreams,
         }
     }
 
+    /// Makes `names` the project's own too, and `subnets` its networks: an `up` on the
+    /// running project added services or networks.
+    pub fn learn(&self, names: impl IntoIterator<Item = String>, subnets: Vec<(Ipv4Net, String)>) {
+        if let Ok(mut known) = self.project_names.write() {
+            known.extend(names.into_iter().map(|n| n.to_lowercase()));
+        }
+        if let Ok(mut known) = self.subnets.write() {
+            for subnet in subnets {
+                if !known.contains(&subnet) {
+                    known.push(subnet);
+                }
+            }
+        }
+    }
+
     /// The networks `client` is on: its entries', else the one whose subnet holds it.
-    fn networks_of<'a>(&'a self, table: &'a [NameEntry], client: Ipv4Addr) -> BTreeSet<&'a str> {
-        let listed: BTreeSet<&str> = table.iter().filter(|e| e.address == client).map(|e| e.network.as_str()).collect();
+    fn networks_of(&self, table: &[NameEntry], client: Ipv4Addr) -> BTreeSet<String> {
+        let listed: BTreeSet<String> =
+            table.iter().filter(|e| e.address == client).map(|e| e.network.clone()).collect();
         if !listed.is_empty() {
             return listed;
         }
-        self.subnets.iter().filter(|(net, _)| net.contains(&client)).map(|(_, name)| name.as_str()).collect()
+        let Ok(subnets) = self.subnets.read() else { return listed };
+        subnets.iter().filter(|(net, _)| net.contains(&client)).map(|(_, name)| name.clone()).collect()
     }
 
     /// Adds a container's entries.
@@ -82,11 +99,11 @@ impl Records for NameTable {
         let IpAddr::V4(client) = client else { return None };
         let table = self.entries.read().ok()?;
         let shared = self.networks_of(&table, client);
-        let mut known = self.project_names.contains(name);
+        let mut known = self.project_names.read().is_ok_and(|names| names.contains(name));
         let mut found = Vec::new();
         for entry in table.iter().filter(|e| e.names.iter().any(|n| n == name)) {
             known = true;
-            if shared.contains(entry.network.as_str()) && !found.contains(&IpAddr::V4(entry.address)) {
+            if shared.contains(&entry.network) && !found.contains(&IpAddr::V4(entry.address)) {
                 found.push(IpAddr::V4(entry.address));
             }
         }
@@ -101,7 +118,7 @@ impl Records for NameTable {
         let shared = self.networks_of(&table, client);
         table
             .iter()
-            .find(|e| e.address == address && shared.contains(e.network.as_str()))
+            .find(|e| e.address == address && shared.contains(&e.network))
             .and_then(|e| e.names.first().cloned())
     }
 

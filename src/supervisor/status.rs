@@ -93,7 +93,7 @@ pub struct ServiceState {
 #[derive(Debug)]
 pub struct Status {
     containers: Mutex<BTreeMap<String, ContainerStatus>>,
-    services: BTreeMap<String, watch::Sender<ServiceState>>,
+    services: Mutex<BTreeMap<String, watch::Sender<ServiceState>>>,
 }
 
 impl Status {
@@ -101,7 +101,9 @@ impl Status {
     pub fn new<'a>(services: impl IntoIterator<Item = &'a String>) -> Status {
         Status {
             containers: Mutex::new(BTreeMap::new()),
-            services: services.into_iter().map(|s| (s.clone(), watch::channel(ServiceState::default()).0)).collect(),
+            services: Mutex::new(
+                services.into_iter().map(|s| (s.clone(), watch::channel(ServiceState::default()).0)).collect(),
+            ),
         }
     }
 
@@ -128,13 +130,37 @@ impl Status {
 
     /// A service's state, to watch.
     pub fn watch(&self, service: &str) -> Option<watch::Receiver<ServiceState>> {
-        self.services.get(service).map(watch::Sender::subscribe)
+        self.services.lock().ok()?.get(service).map(watch::Sender::subscribe)
     }
 
     /// Changes a service's state.
     pub fn service(&self, service: &str, change: impl FnOnce(&mut ServiceState)) {
-        if let Some(sender) = self.services.get(service) {
+        if let Ok(services) = self.services.lock()
+            && let Some(sender) = services.get(service)
+        {
             sender.send_modify(change);
+        }
+    }
+
+    /// Starts `service` afresh: a new service (an `up` on the running project added it), or
+    /// one about to be recreated, whose dependents must wait for it again.
+    pub fn reset_service(&self, service: &str) {
+        if let Ok(mut services) = self.services.lock() {
+            match services.get(service) {
+                Some(sender) => {
+                    sender.send_replace(ServiceState::default());
+                }
+                None => {
+                    services.insert(service.to_owned(), watch::channel(ServiceState::default()).0);
+                }
+            }
+        }
+    }
+
+    /// Forgets a container (removed for good: scaled down, recreated, an orphan).
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut table) = self.containers.lock() {
+            table.remove(name);
         }
     }
 

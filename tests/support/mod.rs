@@ -59,6 +59,12 @@ impl Project {
         Project { dir, name: name.to_owned(), env: Vec::new() }
     }
 
+    /// Replaces the stack file's services.
+    pub fn rewrite(&self, services: &str) {
+        std::fs::write(self.dir.path().join("compose.yaml"), format!("name: {}\nservices:\n{services}", self.name))
+            .unwrap();
+    }
+
     pub fn with_networks(self, networks: &str) -> Project {
         let path = self.dir.path().join("compose.yaml");
         let mut text = std::fs::read_to_string(&path).unwrap();

@@ -286,3 +286,78 @@ fn kill_with_a_fatal_signal_turns_the_restart_policy_off_and_a_harmless_one_does
     assert!(logs.contains("reloaded"), "{logs}");
     assert_eq!(project.berth(&["kill", "-s", "NOPE"]).status.code(), Some(2));
 }
+
+/// `ps -a --format json`'s entry for `name` once `ready` holds for it.
+fn container_when(project: &Project, name: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..300 {
+        let list = ps(project);
+        if let Some(found) = list.iter().find(|c| c["Name"] == name) {
+            if ready(found) {
+                return found.clone();
+            }
+            last = found.clone();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{name} never got there: {last}\n{}", project.supervisor_log());
+}
+
+#[test]
+fn a_restart_keeps_the_container_and_its_files_as_docker_does() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let flaky = service(
+        "flaky",
+        r#"command: ["sh", "-c", "if [ -f /state ]; then echo second run; exec sleep 100000; fi; touch /state; exit 1"]
+restart: on-failure
+stop_signal: SIGKILL"#,
+    );
+    let project = Project::new("blifekeep", &flaky);
+    project.up();
+    let again = container_when(&project, "blifekeep-flaky-1", |c| c["Restarts"] == 1 && c["State"] == "running");
+    let first_id = ps(&project)[0]["ID"].clone();
+    assert_eq!(again["ID"], first_id, "the same container");
+    let (ok, out) = project.sh("flaky", "ls /state");
+    assert!(ok, "the file the first run wrote is still there: {out}");
+    let logs = String::from_utf8_lossy(&project.berth(&["logs", "flaky"]).stdout).into_owned();
+    assert!(logs.contains("second run"), "{logs}");
+}
+
+#[test]
+fn the_opt_in_restart_of_an_unhealthy_container() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let healing = service(
+        "healing",
+        r#"command: ["sh", "-c", "touch /tmp/healthy; exec sleep 100000"]
+stop_signal: SIGKILL
+x-berth-restart-on-unhealthy: true
+healthcheck:
+  test: ["CMD", "test", "-f", "/tmp/healthy"]
+  interval: 100ms
+  retries: 2"#,
+    );
+    let plain = service(
+        "plain",
+        r#"command: ["sh", "-c", "touch /tmp/healthy; exec sleep 100000"]
+stop_signal: SIGKILL
+healthcheck:
+  test: ["CMD", "test", "-f", "/tmp/healthy"]
+  interval: 100ms
+  retries: 2"#,
+    );
+    let project = Project::new("blifeheal", &format!("{healing}{plain}"));
+    let out = project.berth(&["up", "-d", "--wait"]);
+    assert!(out.status.success(), "up --wait: {}", String::from_utf8_lossy(&out.stderr));
+    for service in ["healing", "plain"] {
+        let (ok, out) = project.sh(service, "rm /tmp/healthy");
+        assert!(ok, "{out}");
+    }
+    let plain = container_when(&project, "blifeheal-plain-1", |c| c["Health"] == "unhealthy");
+    assert_eq!(
+        (plain["State"].as_str(), plain["Restarts"].as_u64()),
+        (Some("running"), Some(0)),
+        "docker only reports"
+    );
+    let healed = container_when(&project, "blifeheal-healing-1", |c| c["Restarts"] == 1 && c["Health"] == "healthy");
+    assert_eq!(healed["State"], "running", "restarted and healthy again: {healed}");
+}

@@ -146,6 +146,19 @@ impl Container {
         send_signal(&self.pidfd, signal)
     }
 
+    /// Ends the container's run but keeps its files — the writable layer, its /etc files and
+    /// spec — so [`Container::start`] with the returned spec runs it again, as docker restarts
+    /// a container: kills whatever still runs, reaps PID 1, removes the cgroup.
+    pub fn retire(mut self) -> Result<ContainerSpec, RuntimeError> {
+        if self.exit.is_none() {
+            let _ = self.cgroup.kill_all();
+            let _ = send_signal(&self.pidfd, Signal::SIGKILL);
+            let _ = self.wait();
+        }
+        self.cgroup.remove()?;
+        Ok(self.spec)
+    }
+
     /// Kills whatever still runs, reaps PID 1 and removes the cgroup and the directories.
     pub fn destroy(mut self) -> Result<(), RuntimeError> {
         if self.exit.is_none() {

@@ -66,9 +66,11 @@ impl ContainerDirs {
         self.dir.join(name)
     }
 
-    /// Creates the directories and writes the init layer's files.
+    /// Creates the directories and writes the init layer's files. A container that ran before
+    /// (see `Container::retire`) keeps its writable layer.
     pub fn create(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
-        if !spare_dirs::take(&self.spares(), &self.dir) {
+        let ran_before = self.upper().is_dir() && self.work().is_dir();
+        if !ran_before && !spare_dirs::take(&self.spares(), &self.dir) {
             fs::create_dir_all(&self.dir).map_err(|e| RuntimeError::io(&self.dir, e))?;
             for dir in [self.upper(), self.work()] {
                 fs::create_dir(&dir).map_err(|e| RuntimeError::io(&dir, e))?;

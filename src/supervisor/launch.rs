@@ -14,7 +14,7 @@ use crate::network::ports::{self, Published};
 use crate::network::{firewall, setup};
 use crate::plan::{self, PlanContext, RunOverrides};
 use crate::runtime::container::{Container, StartOptions};
-use crate::runtime::spec::NamespaceMode;
+use crate::runtime::spec::{ContainerSpec, NamespaceMode};
 
 /// A container the supervisor runs.
 #[derive(Debug)]
@@ -36,8 +36,16 @@ pub fn log_path(shared: &Shared, name: &str) -> PathBuf {
     shared.project_dir.join("logs").join(format!("{name}.log"))
 }
 
-/// Plans and starts replica `index` of `service`, its `restarts`th restart.
-pub fn start(shared: &Shared, service_name: &str, index: u32, restarts: u32) -> Result<Running, SupervisorError> {
+/// Plans and starts replica `index` of `service`, its `restarts`th restart; or, with `kept`
+/// (see [`retire`]), runs that container again with its own spec and files, as docker
+/// restarts a container.
+pub fn start(
+    shared: &Shared,
+    service_name: &str,
+    index: u32,
+    restarts: u32,
+    kept: Option<ContainerSpec>,
+) -> Result<Running, SupervisorError> {
     let desired = shared.desired();
     let project = &desired.project;
     let service = project
@@ -48,46 +56,15 @@ pub fn start(shared: &Shared, service_name: &str, index: u32, restarts: u32) -> 
         .images
         .get(service_name)
         .ok_or_else(|| SupervisorError::Other(format!("service {service_name:?}: no image")))?;
-    let layer_links = image
-        .layers
-        .iter()
-        .map(|l| {
-            shared
-                .store
-                .layer_link(&l.diff_id)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
-        .collect();
-    let ctx = PlanContext {
-        project,
-        state_root: &shared.root,
-        image,
-        layer_root: shared.store.dir().join("l"),
-        layer_links,
-        host_resolv_conf: &shared.host_resolv_conf,
-        host_hosts: &shared.host_hosts,
-        host_hostname: &shared.host_hostname,
+    let spec = match kept {
+        Some(spec) => spec,
+        None => plan_container(shared, &desired, service, image, index)?,
     };
-    let overrides = RunOverrides { index, ..RunOverrides::default() };
-    let mut spec =
-        plan::container_spec(&ctx, service, &overrides).map_err(|e| SupervisorError::Other(e.to_string()))?;
-    match &spec.namespaces.net {
-        NamespaceMode::Private => setup::attach_spec(&shared.root, &mut spec, service, &desired.networks, false)?,
-        // A container in another's network namespace sees that one's /etc files, as in docker:
-        // its names, its resolver.
-        NamespaceMode::Container(name) => {
-            let joined =
-                crate::runtime::state::list(&shared.root)?.into_iter().filter_map(|f| f.spec).find(|s| &s.name == name);
-            if let Some(joined) = joined {
-                spec.etc = joined.etc;
-                spec.hostname = joined.hostname;
-            }
-        }
-        NamespaceMode::Host | NamespaceMode::None => {}
+    let (policy, warning) = super::logs::LogPolicy::of(service.other.get("logging"));
+    if let Some(warning) = warning.filter(|_| restarts == 0) {
+        eprintln!("berth: {service_name}: {warning}");
     }
-    let log = super::logs::LogFile::open(&log_path(shared, &spec.name))
+    let log = super::logs::LogFile::open(&log_path(shared, &spec.name), policy)
         .map_err(|e| SupervisorError::Io { path: log_path(shared, &spec.name), source: e })?;
     let pipe = || {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -179,6 +156,88 @@ pub fn start(shared: &Shared, service_name: &str, index: u32, restarts: u32) -> 
     Ok(running)
 }
 
+/// A new container of `service`: planned, placed on its networks.
+fn plan_container(
+    shared: &Shared,
+    desired: &super::desired::Desired,
+    service: &crate::spec::Service,
+    image: &crate::image::ImageRecord,
+    index: u32,
+) -> Result<ContainerSpec, SupervisorError> {
+    let project = &desired.project;
+    let layer_links = image
+        .layers
+        .iter()
+        .map(|l| {
+            shared
+                .store
+                .layer_link(&l.diff_id)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let ctx = PlanContext {
+        project,
+        state_root: &shared.root,
+        image,
+        layer_root: shared.store.dir().join("l"),
+        layer_links,
+        host_resolv_conf: &shared.host_resolv_conf,
+        host_hosts: &shared.host_hosts,
+        host_hostname: &shared.host_hostname,
+    };
+    let overrides = RunOverrides { index, ..RunOverrides::default() };
+    let mut spec =
+        plan::container_spec(&ctx, service, &overrides).map_err(|e| SupervisorError::Other(e.to_string()))?;
+    match &spec.namespaces.net {
+        NamespaceMode::Private => setup::attach_spec(&shared.root, &mut spec, service, &desired.networks, false)?,
+        // A container in another's network namespace sees that one's /etc files, as in docker:
+        // its names, its resolver.
+        NamespaceMode::Container(name) => {
+            let joined =
+                crate::runtime::state::list(&shared.root)?.into_iter().filter_map(|f| f.spec).find(|s| &s.name == name);
+            if let Some(joined) = joined {
+                spec.etc = joined.etc;
+                spec.hostname = joined.hostname;
+            }
+        }
+        NamespaceMode::Host | NamespaceMode::None => {}
+    }
+    Ok(spec)
+}
+
+/// Ends a container's run for a restart: its names and ports are withdrawn, its process and
+/// cgroup gone, its files and addresses kept for [`start`] with the returned spec.
+pub fn retire(shared: &Shared, running: Running) -> Option<ContainerSpec> {
+    let spec = running.container.spec.clone();
+    withdraw(shared, &spec);
+    drop(running.ports);
+    match running.container.retire() {
+        Ok(spec) => Some(spec),
+        Err(e) => {
+            eprintln!("berth: retire {}: {e}", spec.name);
+            discard(shared, &spec);
+            None
+        }
+    }
+}
+
+/// Removes a retired container's files and releases its addresses: its restart was
+/// called off.
+pub fn discard(shared: &Shared, spec: &ContainerSpec) {
+    let _ = crate::runtime::state::ContainerDirs::new(&shared.root, &spec.id).remove();
+    let _ = setup::release(&shared.root, spec);
+}
+
+/// Takes a container's names off the DNS table and its ports out of the firewall.
+fn withdraw(shared: &Shared, spec: &ContainerSpec) {
+    shared.names.remove(&spec.id);
+    if let Ok(firewall) = shared.firewall() {
+        let _ = firewall.remove_container(&spec.project, &spec.name);
+    }
+}
+
 fn publish(shared: &Shared, service: &crate::spec::Service, running: &mut Running) -> Result<(), SupervisorError> {
     if service.ports.is_empty() {
         return Ok(());
@@ -215,11 +274,10 @@ fn publish(shared: &Shared, service: &crate::spec::Service, running: &mut Runnin
 /// directories, addresses, port rules, names.
 pub fn stop_and_remove(shared: &Shared, running: Running) {
     let spec = running.container.spec.clone();
-    shared.names.remove(&spec.id);
-    if !running.ports.is_empty()
-        && let Ok(firewall) = shared.firewall()
-    {
-        let _ = firewall.remove_container(&spec.project, &spec.name);
+    if running.ports.is_empty() {
+        shared.names.remove(&spec.id);
+    } else {
+        withdraw(shared, &spec);
     }
     drop(running.ports);
     if let Err(e) = running.container.destroy() {

@@ -267,7 +267,7 @@ async fn start_replicas(shared: &Arc<Shared>, service: &str) -> Result<(), Super
         let started = {
             let shared = Arc::clone(shared);
             let service = service.clone();
-            tokio::task::spawn_blocking(move || launch::start(&shared, &service, index, 0)).await
+            tokio::task::spawn_blocking(move || launch::start(&shared, &service, index, 0, None)).await
         };
         let running = match started {
             Ok(Ok(running)) => running,
@@ -303,8 +303,8 @@ fn condition_met(state: &status::ServiceState, condition: Condition) -> bool {
     }
 }
 
-/// Watches one container: probes its health, restarts it by its policy when it exits, stops
-/// it on `down`.
+/// Watches one container: probes its health, restarts it by its policy when it exits (or,
+/// with `x-berth-restart-on-unhealthy`, when it turns unhealthy), stops it when ordered to.
 async fn supervise(
     shared: Arc<Shared>,
     service: String,
@@ -316,74 +316,99 @@ async fn supervise(
     loop {
         let started = Instant::now();
         let name = running.container.spec.name.clone();
-        let probe = running.health.clone().map(|plan| {
+        let desired = shared.desired();
+        let config = desired.project.services.get(&service);
+        let heal = config.is_some_and(restarts_when_unhealthy);
+        let mut probe = running.health.clone().map(|plan| {
             let spec = running.container.spec.clone();
-            tokio::spawn(probe::run(Arc::clone(&shared), spec, running.container.pid, plan))
+            tokio::spawn(probe::run(Arc::clone(&shared), spec, running.container.pid, plan, heal))
         });
-        let exit = wait_or_stop(&mut running, &mut stop).await;
+        let grace = orders::grace(&shared, &service, None);
+        let ended = wait_or_stop(&mut running, &mut stop, probe.as_mut(), grace).await;
         if let Some(probe) = probe {
             probe.abort();
         }
-        let index = running.index;
-        {
-            let shared = Arc::clone(&shared);
-            let _ = tokio::task::spawn_blocking(move || launch::stop_and_remove(&shared, running)).await;
-        }
-        let exit = match exit {
-            Ended::Exited(exit) => exit,
-            Ended::Stopped(exit) => {
-                // docker's status for a container killed at the end of its grace period.
-                let code = exit.map_or(137, |e| e.code);
-                shared.status.update(&name, |c| {
-                    c.state = "exited".into();
-                    c.exit_code = code;
-                    c.finished_at = status::now_nanos();
-                });
-                return;
-            }
-        };
-        let desired = shared.desired();
-        let Some(config) = desired.project.services.get(&service) else { return };
         let killed = shared.killed.lock().map(|mut k| k.remove(&name)).unwrap_or(false);
-        let again = !killed && should_restart(config, exit.code, restarts);
-        shared.status.update(&name, |c| {
-            c.state = if again { "restarting" } else { "exited" }.into();
-            c.exit_code = exit.code;
-            c.finished_at = status::now_nanos();
-        });
+        let (code, again) = match ended {
+            Ended::Exited(exit) => {
+                (exit.code, !killed && config.is_some_and(|c| should_restart(c, exit.code, restarts)))
+            }
+            // docker's status for a container killed at the end of its grace period.
+            Ended::Unhealthy(exit) => (exit.map_or(137, |e| e.code), !killed),
+            Ended::Stopped(exit) => (exit.map_or(137, |e| e.code), false),
+        };
         if !again {
-            shared.status.service(&service, |s| {
-                s.completed = Some(exit.code);
-                if exit.code != 0 {
-                    s.failed.get_or_insert(format!("container {name} exited with code {}", exit.code));
-                }
+            {
+                let shared = Arc::clone(&shared);
+                let _ = tokio::task::spawn_blocking(move || launch::stop_and_remove(&shared, running)).await;
+            }
+            shared.status.update(&name, |c| {
+                c.state = "exited".into();
+                c.exit_code = code;
+                c.finished_at = status::now_nanos();
             });
+            if let Ended::Exited(_) = ended {
+                shared.status.service(&service, |s| {
+                    s.completed = Some(code);
+                    if code != 0 {
+                        s.failed.get_or_insert(format!("container {name} exited with code {code}"));
+                    }
+                });
+            }
             return;
         }
+        let index = running.index;
+        let kept = {
+            let shared = Arc::clone(&shared);
+            tokio::task::spawn_blocking(move || launch::retire(&shared, running)).await.ok().flatten()
+        };
+        shared.status.update(&name, |c| {
+            c.state = "restarting".into();
+            c.exit_code = code;
+            c.finished_at = status::now_nanos();
+        });
         if started.elapsed() >= BACKOFF_RESET {
             delay = INITIAL_BACKOFF;
         }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            _ = stop.changed() => return,
+        let called_off = tokio::select! {
+            () = tokio::time::sleep(delay) => false,
+            _ = stop.changed() => true,
+        };
+        if called_off {
+            if let Some(spec) = kept {
+                let shared = Arc::clone(&shared);
+                let _ = tokio::task::spawn_blocking(move || launch::discard(&shared, &spec)).await;
+            }
+            shared.status.update(&name, |c| c.state = "exited".into());
+            return;
         }
         delay = (delay * 2).min(MAX_BACKOFF);
         restarts += 1;
         let restarted = {
             let shared = Arc::clone(&shared);
             let service = service.clone();
-            tokio::task::spawn_blocking(move || launch::start(&shared, &service, index, restarts)).await
+            tokio::task::spawn_blocking(move || launch::start(&shared, &service, index, restarts, kept)).await
         };
         match restarted {
             Ok(Ok(next)) => running = next,
             Ok(Err(e)) => {
                 eprintln!("berth: restart {service}-{index}: {e}");
+                shared.status.update(&name, |c| c.state = "exited".into());
                 return;
             }
             Err(_) => return,
         }
     }
 }
+
+/// berth's opt-in restart of a container that turns unhealthy (docker only reports it):
+/// `x-berth-restart-on-unhealthy: true` on the service.
+fn restarts_when_unhealthy(service: &Service) -> bool {
+    service.other.get(RESTART_ON_UNHEALTHY).and_then(serde_json::Value::as_bool).unwrap_or(false)
+}
+
+/// The service key of [`restarts_when_unhealthy`].
+pub const RESTART_ON_UNHEALTHY: &str = "x-berth-restart-on-unhealthy";
 
 /// docker's restart manager: 100 ms, doubled per restart up to a minute, back to 100 ms after
 /// ten seconds of uptime.
@@ -395,13 +420,21 @@ const BACKOFF_RESET: Duration = Duration::from_secs(10);
 enum Ended {
     /// It exited by itself.
     Exited(crate::runtime::container::ExitStatus),
-    /// It was stopped (`stop`, `down`): its status when it exited within its grace period,
-    /// `None` when it was killed.
+    /// It turned unhealthy and was stopped to be restarted: its status when it exited within
+    /// its grace period, `None` when it was killed.
+    Unhealthy(Option<crate::runtime::container::ExitStatus>),
+    /// It was stopped (`stop`, `down`): as for `Unhealthy`.
     Stopped(Option<crate::runtime::container::ExitStatus>),
 }
 
-/// Waits for the container to exit or to be told to stop.
-async fn wait_or_stop(running: &mut Running, stop: &mut watch::Receiver<Option<Duration>>) -> Ended {
+/// Waits for the container to exit, to be told to stop, or (when `probe` ends, which it does
+/// only for a container to restart when unhealthy) to turn unhealthy.
+async fn wait_or_stop(
+    running: &mut Running,
+    stop: &mut watch::Receiver<Option<Duration>>,
+    probe: Option<&mut tokio::task::JoinHandle<()>>,
+    grace: Duration,
+) -> Ended {
     let Ok(pidfd) = running.container.pidfd.try_clone() else { return Ended::Stopped(None) };
     // SAFETY: the AsyncFd owns the pidfd (a duplicate of the container's), which stays open
     // for as long as it is registered and is closed only when the AsyncFd is dropped.
@@ -412,6 +445,14 @@ async fn wait_or_stop(running: &mut Running, stop: &mut watch::Receiver<Option<D
     if let Some(timeout) = already {
         return Ended::Stopped(graceful_stop(running, &exited, timeout).await);
     }
+    let unhealthy = async {
+        match probe {
+            Some(probe) => {
+                let _ = probe.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = exited.readable() => match running.container.wait() {
             Ok(status) => Ended::Exited(status),
@@ -421,6 +462,7 @@ async fn wait_or_stop(running: &mut Running, stop: &mut watch::Receiver<Option<D
             let timeout = (*stop.borrow()).unwrap_or(Duration::ZERO);
             Ended::Stopped(graceful_stop(running, &exited, timeout).await)
         }
+        () = unhealthy => Ended::Unhealthy(graceful_stop(running, &exited, grace).await),
     }
 }
 

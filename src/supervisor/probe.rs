@@ -17,8 +17,9 @@ use crate::runtime::exec::{self, Target};
 use crate::runtime::spec::{ContainerSpec, Process};
 use crate::runtime::state::ContainerRecord;
 
-/// Probes the container until the task is aborted (when the container exits).
-pub async fn run(shared: Arc<Shared>, spec: ContainerSpec, pid: i32, plan: HealthPlan) {
+/// Probes the container until the task is aborted (when the container exits), or, with
+/// `end_when_unhealthy`, until the container turns unhealthy.
+pub async fn run(shared: Arc<Shared>, spec: ContainerSpec, pid: i32, plan: HealthPlan, end_when_unhealthy: bool) {
     let started = Instant::now();
     let record = ContainerRecord {
         id: spec.id.clone(),
@@ -42,6 +43,9 @@ pub async fn run(shared: Arc<Shared>, spec: ContainerSpec, pid: i32, plan: Healt
         });
         shared.status.refresh_health(&target.spec.service);
         let _ = streak;
+        if end_when_unhealthy && health == super::health::Health::Unhealthy {
+            return;
+        }
         tokio::time::sleep(pause).await;
     }
 }

@@ -114,3 +114,31 @@ fn scale_orphans_and_volumes() {
     assert!(out.status.success() && text.contains("Volume bconvscale_data  Removed"), "{text}");
     assert!(!volume.exists(), "down -v removes the project's volumes");
 }
+
+#[test]
+fn scale_and_rm_on_the_running_project() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let job = service("job", r#"command: ["sh", "-c", "exit 0"]"#);
+    let project = Project::new("bconvrm", &format!("{}{job}", service("web", SLEEP)));
+    up(&project, &[], &[]);
+    let out = project.berth(&["--progress", "plain", "scale", "web=2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("Container bconvrm-web-2  Started"), "{text}");
+    assert!(project.pid_of("bconvrm-web-2").is_some());
+    // The finished job is listed by `ps -a` until `rm` removes it.
+    let mut listed = String::new();
+    for _ in 0..200 {
+        listed = String::from_utf8_lossy(&project.berth(&["ps", "-a"]).stdout).into_owned();
+        if listed.contains("Exited (0)") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(listed.contains("bconvrm-job-1"), "{listed}");
+    let out = project.berth(&["rm", "-f"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("Container bconvrm-job-1  Removed"), "{text}");
+    assert!(!text.contains("web"), "running containers are not removed: {text}");
+    let listed = String::from_utf8_lossy(&project.berth(&["ps", "-a"]).stdout).into_owned();
+    assert!(!listed.contains("bconvrm-job-1") && listed.contains("bconvrm-web-2"), "{listed}");
+}

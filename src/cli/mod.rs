@@ -10,6 +10,7 @@ mod image;
 mod logs;
 mod procs;
 mod ps;
+mod rm;
 mod run;
 mod up;
 
@@ -109,6 +110,10 @@ pub enum Command {
     Restart(up::ServicesArgs),
     /// Send a signal to services' containers (default SIGKILL).
     Kill(up::KillArgs),
+    /// Run N containers of services (`SERVICE=N`), leaving the others as they are.
+    Scale(up::ScaleArgs),
+    /// Remove services' stopped containers.
+    Rm(rm::RmArgs),
     /// Show the containers' output.
     Logs(logs::LogsArgs),
     /// The project's supervisor (started by `up -d`).
@@ -243,6 +248,8 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Start(args) => up::lifecycle(&cli.global, "start", &args),
         Command::Restart(args) => up::lifecycle(&cli.global, "restart", &args),
         Command::Kill(args) => up::kill(&cli.global, &args),
+        Command::Scale(args) => up::scale(&cli.global, &args),
+        Command::Rm(args) => rm::rm(&cli.global, &args),
         Command::Logs(args) => logs::logs(&cli.global, &args),
         Command::Run(_) | Command::Exec(_) | Command::Supervise => Ok(()),
         Command::Completion { shell } => {

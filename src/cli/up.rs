@@ -467,3 +467,50 @@ fn parse_signal(text: &str) -> Option<nix::sys::signal::Signal> {
     let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
     name.parse().ok()
 }
+
+/// `berth scale`.
+#[derive(Debug, clap::Args)]
+pub struct ScaleArgs {
+    /// Do not start the services' dependencies.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// `SERVICE=N` (one or more).
+    #[arg(required = true, value_name = "SERVICE=N")]
+    pub scales: Vec<String>,
+}
+
+/// `berth scale`: `up --no-recreate --scale …` of the named services, on the running project.
+pub(super) fn scale(global: &GlobalOptions, args: &ScaleArgs) -> Result<(), Failure> {
+    let options = global.project_options();
+    let loaded = load_project(&options)?;
+    let project = &loaded.project;
+    let up_args = UpArgs {
+        detach: true,
+        wait: false,
+        wait_timeout: None,
+        abort_on_container_exit: false,
+        exit_code_from: None,
+        attach: Vec::new(),
+        no_attach: Vec::new(),
+        no_color: false,
+        force_recreate: false,
+        no_recreate: true,
+        remove_orphans: false,
+        renew_anon_volumes: false,
+        no_deps: args.no_deps,
+        scale: args.scales.clone(),
+        timeout: None,
+        services: args
+            .scales
+            .iter()
+            .map(|s| s.split_once('=').map_or(s.as_str(), |(name, _)| name).to_owned())
+            .collect(),
+    };
+    let request = up_request(options, project, &up_args)?;
+    let root = global.state_root();
+    let dir = running_supervisor(&root, &project.name)
+        .ok_or_else(|| failure(anyhow!("project {} is not running: `berth up -d` starts it", project.name)))?;
+    let report = converge(&dir, &request)?;
+    show_progress(global, &report);
+    Ok(())
+}

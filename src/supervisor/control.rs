@@ -94,6 +94,23 @@ async fn answer(
                 Err(e) => format!("error: {e}"),
             }
         }
+        "rm" => {
+            // `rm [SERVICE…]`: forgets the exited containers of the services, as `ps -a` shows
+            // them; their files went when they stopped.
+            let services: Vec<&str> = words.collect();
+            let _turn = shared.orders.lock().await;
+            let removed: Vec<String> = shared
+                .status
+                .containers()
+                .into_iter()
+                .filter(|c| c.state == "exited" && (services.is_empty() || services.contains(&c.service.as_str())))
+                .map(|c| c.name)
+                .collect();
+            for name in &removed {
+                shared.status.forget(name);
+            }
+            serde_json::to_string(&removed).unwrap_or_default()
+        }
         "kill" => {
             // `kill SIGNAL [SERVICE…]`.
             let signal = words.next().and_then(|w| w.parse::<nix::sys::signal::Signal>().ok());

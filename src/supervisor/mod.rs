@@ -4,6 +4,7 @@
 //! down` asks it to stop everything and exit, or cleans up after it when it was killed.
 
 pub mod control;
+pub mod events;
 mod health;
 mod launch;
 pub mod logs;
@@ -107,6 +108,7 @@ pub fn run(
         .build()
         .map_err(|e| SupervisorError::Io { path: "tokio runtime".into(), source: e })?;
     let outcome = runtime.block_on(serve(Arc::clone(&shared), &mut ready));
+    shared.status.destroyed_all();
     drop(runtime);
     let _ = setup::remove_networks(&shared.root, &shared.project.name);
     let _ = std::fs::remove_file(shared.project_dir.join("supervisor.json"));
@@ -214,7 +216,7 @@ pub(crate) async fn stop_or_restart(
     let graph =
         crate::spec::validate::dependency_graph(&shared.project).map_err(|e| SupervisorError::Other(e.to_string()))?;
     stop_services(shared, &graph, services, timeout).await;
-    if restart { start_stopped(shared, services).await } else { Ok(()) }
+    if restart { start_stopped(shared, services).await.inspect(|()| shared.status.restarted(services)) } else { Ok(()) }
 }
 
 /// `berth kill`: sends `signal` to the running containers of `services` (all when empty). A
@@ -244,6 +246,7 @@ pub(crate) fn kill(
         let pidfd = crate::runtime::exec::pidfd_open(record.pid)?;
         // The PID may have been reused between reading the record and opening the pidfd.
         if record.is_running() {
+            shared.status.event(&spec.name, "kill", &[("signal", (signal as i32).to_string())]);
             crate::runtime::container::send_signal(&pidfd, signal)?;
             sent += 1;
         }
@@ -424,6 +427,7 @@ async fn supervise(
                     c.exit_code = code;
                     c.finished_at = status::now_nanos();
                 });
+                shared.status.event(&name, "stop", &[]);
                 return;
             }
         };

@@ -77,6 +77,7 @@ impl Shared {
         let host_upstreams = crate::network::setup::upstreams(&crate::spec::Service::default(), &host_resolv_conf);
         let names = Arc::new(NameTable::new(project_names.collect::<Vec<_>>(), subnets, host_upstreams));
         let status = super::status::Status::new(project.services.keys());
+        status.record_events(&project_dir);
         let stops = project.services.keys().map(|s| (s.clone(), tokio::sync::watch::channel(None).0)).collect();
         Shared {
             root,

@@ -4,6 +4,7 @@
 mod attach;
 mod config;
 mod container;
+mod events;
 mod format;
 mod graph;
 mod image;
@@ -107,6 +108,8 @@ pub enum Command {
     Kill(up::KillArgs),
     /// Show the containers' output.
     Logs(logs::LogsArgs),
+    /// Stream the project's container events (start, die, health_status, …).
+    Events(events::EventsArgs),
     /// The project's supervisor (started by `up -d`).
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -240,6 +243,7 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Restart(args) => up::lifecycle(&cli.global, "restart", &args),
         Command::Kill(args) => up::kill(&cli.global, &args),
         Command::Logs(args) => logs::logs(&cli.global, &args),
+        Command::Events(args) => events::events(&cli.global, &args),
         Command::Run(_) | Command::Exec(_) | Command::Supervise => Ok(()),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();

@@ -9,6 +9,7 @@ mod format;
 mod graph;
 mod image;
 mod logs;
+mod ls;
 mod procs;
 mod ps;
 mod run;
@@ -108,6 +109,8 @@ pub enum Command {
     Kill(up::KillArgs),
     /// Show the containers' output.
     Logs(logs::LogsArgs),
+    /// List projects: running ones, or all with -a.
+    Ls(ls::LsArgs),
     /// Stream the project's container events (start, die, health_status, …).
     Events(events::EventsArgs),
     /// The project's supervisor (started by `up -d`).
@@ -243,6 +246,7 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Restart(args) => up::lifecycle(&cli.global, "restart", &args),
         Command::Kill(args) => up::kill(&cli.global, &args),
         Command::Logs(args) => logs::logs(&cli.global, &args),
+        Command::Ls(args) => ls::ls(&cli.global, &args),
         Command::Events(args) => events::events(&cli.global, &args),
         Command::Run(_) | Command::Exec(_) | Command::Supervise => Ok(()),
         Command::Completion { shell } => {

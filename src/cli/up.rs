@@ -220,6 +220,7 @@ pub(super) fn supervise(global: &GlobalOptions, spawner: Spawner) -> Result<u8, 
     // SAFETY: single-threaded here apart from the spawner, which reads no environment.
     unsafe { std::env::remove_var(READY_FD_VAR) };
     let loaded = load_project(&global.project_options())?;
+    let _ = super::ls::record_config_files(global, &loaded.project.name);
     supervisor::run(&global.state_root(), loaded.project, spawner, ready).map_err(failure)?;
     Ok(0)
 }

@@ -10,6 +10,7 @@ mod graph;
 mod image;
 mod logs;
 mod ls;
+mod port;
 mod procs;
 mod ps;
 mod run;
@@ -111,6 +112,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// List projects: running ones, or all with -a.
     Ls(ls::LsArgs),
+    /// Print the host address and port a container port of a service is published on.
+    Port(port::PortArgs),
     /// Stream the project's container events (start, die, health_status, …).
     Events(events::EventsArgs),
     /// The project's supervisor (started by `up -d`).
@@ -247,6 +250,7 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Kill(args) => up::kill(&cli.global, &args),
         Command::Logs(args) => logs::logs(&cli.global, &args),
         Command::Ls(args) => ls::ls(&cli.global, &args),
+        Command::Port(args) => port::port(&cli.global, &args),
         Command::Events(args) => events::events(&cli.global, &args),
         Command::Run(_) | Command::Exec(_) | Command::Supervise => Ok(()),
         Command::Completion { shell } => {

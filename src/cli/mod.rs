@@ -15,6 +15,7 @@ mod procs;
 mod ps;
 mod run;
 mod up;
+mod wait;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -114,6 +115,8 @@ pub enum Command {
     Ls(ls::LsArgs),
     /// Print the host address and port a container port of a service is published on.
     Port(port::PortArgs),
+    /// Block until services' containers exit; exit with the first one's code.
+    Wait(wait::WaitArgs),
     /// Stream the project's container events (start, die, health_status, …).
     Events(events::EventsArgs),
     /// The project's supervisor (started by `up -d`).
@@ -224,6 +227,9 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
     if let Command::Up(args) = &cli.command {
         return up::up(&cli.global, args);
     }
+    if let Command::Wait(args) = &cli.command {
+        return wait::wait(&cli.global, args);
+    }
     dispatch_plain(cli).map(|()| 0)
 }
 
@@ -252,7 +258,7 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Ls(args) => ls::ls(&cli.global, &args),
         Command::Port(args) => port::port(&cli.global, &args),
         Command::Events(args) => events::events(&cli.global, &args),
-        Command::Run(_) | Command::Exec(_) | Command::Supervise => Ok(()),
+        Command::Run(_) | Command::Exec(_) | Command::Supervise | Command::Wait(_) => Ok(()),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());

@@ -14,6 +14,7 @@ mod port;
 mod procs;
 mod ps;
 mod run;
+mod stats_total;
 mod up;
 mod wait;
 

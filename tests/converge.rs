@@ -110,7 +110,7 @@ fn scale_orphans_and_volumes() {
     assert!(out.status.success());
     assert!(volume.join("_data/file").exists(), "down keeps named volumes");
     let out = project.berth(&["--progress", "plain", "down", "-v"]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && text.contains("Volume bconvscale_data  Removed"), "{text}");
     assert!(!volume.exists(), "down -v removes the project's volumes");
 }
@@ -122,7 +122,7 @@ fn scale_and_rm_on_the_running_project() {
     let project = Project::new("bconvrm", &format!("{}{job}", service("web", SLEEP)));
     up(&project, &[], &[]);
     let out = project.berth(&["--progress", "plain", "scale", "web=2"]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && text.contains("Container bconvrm-web-2  Started"), "{text}");
     assert!(project.pid_of("bconvrm-web-2").is_some());
     // The finished job is listed by `ps -a` until `rm` removes it.
@@ -136,7 +136,7 @@ fn scale_and_rm_on_the_running_project() {
     }
     assert!(listed.contains("bconvrm-job-1"), "{listed}");
     let out = project.berth(&["rm", "-f"]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && text.contains("Container bconvrm-job-1  Removed"), "{text}");
     assert!(!text.contains("web"), "running containers are not removed: {text}");
     let listed = String::from_utf8_lossy(&project.berth(&["ps", "-a"]).stdout).into_owned();

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use super::format::{self, Units};
 use super::{Failure, GlobalOptions, load_project};
 use crate::runtime::cgroups::{CgroupStats, ContainerCgroup};
 use crate::runtime::state::{self, ContainerRecord};
@@ -34,6 +33,10 @@ pub struct StatsArgs {
     /// Do not shorten container ids.
     #[arg(long)]
     pub no_trunc: bool,
+    /// After the containers, one row per service (`total` in the ID column) with the sums of
+    /// its containers' CPU %, memory and PIDs.
+    #[arg(long)]
+    pub total: bool,
     /// Services (default: all).
     pub services: Vec<String>,
 }
@@ -100,19 +103,20 @@ pub(super) fn stats(global: &GlobalOptions, args: &StatsArgs) -> Result<(), Fail
         let now = readings(&containers)?;
         let mut table =
             String::from("CONTAINER ID   NAME                 CPU %     MEM USAGE / LIMIT     MEM %     PIDS\n");
+        let mut totals = super::stats_total::Totals::default();
         for (c, ((was, t0), (is, t1))) in containers.iter().zip(before.iter().zip(now.iter())) {
             let id = if args.no_trunc { c.record.id.as_str() } else { &c.record.id[..12.min(c.record.id.len())] };
-            let cpu = cpu_percent(was, is, t1.duration_since(*t0), cores);
-            let used = is.memory_usage.saturating_sub(is.memory_inactive_file);
-            let limit = is.memory_limit.unwrap_or_else(host_memory);
-            let mem_percent = if limit == 0 { 0.0 } else { used as f64 * 100.0 / limit as f64 };
-            let cpu = format!("{cpu:.2}%");
-            let memory = format!("{} / {}", format::size(used, Units::Binary), format::size(limit, Units::Binary));
-            let mem_percent = format!("{mem_percent:.2}%");
-            table.push_str(&format!(
-                "{id:<14} {:<20} {cpu:<9} {memory:<21} {mem_percent:<9} {}\n",
-                c.record.name, is.pids_current,
-            ));
+            let reading = super::stats_total::Reading {
+                cpu: cpu_percent(was, is, t1.duration_since(*t0), cores),
+                used: is.memory_usage.saturating_sub(is.memory_inactive_file),
+                limit: is.memory_limit.unwrap_or_else(host_memory),
+                pids: is.pids_current,
+            };
+            table.push_str(&reading.row(id, &c.record.name));
+            totals.add(&c.record.service, &reading);
+        }
+        if args.total {
+            table.push_str(&totals.rows(host_memory()));
         }
         let mut out = std::io::stdout().lock();
         if terminal && !args.no_stream {

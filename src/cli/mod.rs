@@ -4,15 +4,20 @@
 mod attach;
 mod config;
 mod container;
+mod events;
 mod format;
 mod graph;
 mod image;
 mod logs;
+mod ls;
+mod port;
 mod procs;
 mod ps;
 mod rm;
 mod run;
+mod stats_total;
 mod up;
+mod wait;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -116,6 +121,14 @@ pub enum Command {
     Rm(rm::RmArgs),
     /// Show the containers' output.
     Logs(logs::LogsArgs),
+    /// List projects: running ones, or all with -a.
+    Ls(ls::LsArgs),
+    /// Print the host address and port a container port of a service is published on.
+    Port(port::PortArgs),
+    /// Block until services' containers exit; exit with the first one's code.
+    Wait(wait::WaitArgs),
+    /// Stream the project's container events (start, die, health_status, …).
+    Events(events::EventsArgs),
     /// The project's supervisor (started by `up -d`).
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -224,6 +237,9 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
     if let Command::Up(args) = &cli.command {
         return up::up(&cli.global, args);
     }
+    if let Command::Wait(args) = &cli.command {
+        return wait::wait(&cli.global, args);
+    }
     dispatch_plain(cli).map(|()| 0)
 }
 
@@ -251,7 +267,10 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Scale(args) => up::scale(&cli.global, &args),
         Command::Rm(args) => rm::rm(&cli.global, &args),
         Command::Logs(args) => logs::logs(&cli.global, &args),
-        Command::Run(_) | Command::Exec(_) | Command::Supervise => Ok(()),
+        Command::Ls(args) => ls::ls(&cli.global, &args),
+        Command::Port(args) => port::port(&cli.global, &args),
+        Command::Events(args) => events::events(&cli.global, &args),
+        Command::Run(_) | Command::Exec(_) | Command::Supervise | Command::Wait(_) => Ok(()),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());

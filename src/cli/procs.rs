@@ -141,7 +141,7 @@ fn start_time(unix: u64) -> String {
     }
 }
 
-fn local_time(unix: u64) -> Option<libc::tm> {
+pub(super) fn local_time(unix: u64) -> Option<libc::tm> {
     let t = libc::time_t::try_from(unix).ok()?;
     // SAFETY: an all-zero tm is a valid value for localtime_r to overwrite.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -46,10 +46,10 @@ pub(super) fn rm(global: &GlobalOptions, args: &RmArgs) -> Result<(), Failure> {
     }
     let removed: Vec<String> = serde_json::from_str(&reply).unwrap_or_default();
     if removed.is_empty() {
-        println!("No stopped containers");
+        eprintln!("No stopped containers");
     }
     for name in removed {
-        println!(" Container {name}  Removed");
+        eprintln!(" Container {name}  Removed");
     }
     Ok(())
 }

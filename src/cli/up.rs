@@ -193,6 +193,7 @@ fn start_supervisor(
     // A supervisor that died left containers, networks or rules: remove them first.
     recover::clean(root, project).map_err(failure)?;
     std::fs::create_dir_all(&dir).map_err(failure)?;
+    let _ = super::ls::record_config_files(&dir, &request.options);
     let log = std::fs::File::create(dir.join("supervisor.log")).map_err(failure)?;
     let (read_end, write_end) = nix::unistd::pipe().map_err(failure)?;
     nix::fcntl::fcntl(&read_end, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(failure)?;
@@ -225,7 +226,8 @@ fn start_supervisor(
     Err(failure(anyhow!("{reason}")))
 }
 
-/// compose's progress lines: one per container with what happened to it, then the warnings.
+/// compose's progress lines, on standard error as compose writes them: one per container with
+/// what happened to it, after the warnings.
 fn show_progress(global: &GlobalOptions, report: &UpReport) {
     for warning in &report.warnings {
         eprintln!("WARN[0000] {warning}");
@@ -234,15 +236,15 @@ fn show_progress(global: &GlobalOptions, report: &UpReport) {
         Progress::Quiet => {}
         Progress::Plain => {
             for change in &report.changes {
-                println!(" Container {}  {}", change.container, change.action);
+                eprintln!(" Container {}  {}", change.container, change.action);
             }
         }
         Progress::Tty => {
             let count = report.changes.len();
-            println!("[+] Running {count}/{count}");
+            eprintln!("[+] Running {count}/{count}");
             let width = report.changes.iter().map(|c| c.container.len()).max().unwrap_or(0);
             for change in &report.changes {
-                println!(" \u{2714} Container {:<width$}  {}", change.container, change.action);
+                eprintln!(" \u{2714} Container {:<width$}  {}", change.container, change.action);
             }
         }
     }
@@ -325,8 +327,8 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
     let mode = progress_mode(global);
     let say = |what: &str, name: &str, done: &str| match mode {
         Progress::Quiet => {}
-        Progress::Plain => println!(" {what} {name}  {done}"),
-        Progress::Tty => println!(" \u{2714} {what} {name}  {done}"),
+        Progress::Plain => eprintln!(" {what} {name}  {done}"),
+        Progress::Tty => eprintln!(" \u{2714} {what} {name}  {done}"),
     };
     for container in &containers {
         say("Container", &container.name, "Removed");

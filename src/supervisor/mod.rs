@@ -6,6 +6,7 @@
 pub mod control;
 mod converge;
 pub mod desired;
+pub mod events;
 mod health;
 mod launch;
 pub mod logs;
@@ -119,6 +120,7 @@ pub fn run(
         .build()
         .map_err(|e| SupervisorError::Io { path: "tokio runtime".into(), source: e })?;
     let outcome = runtime.block_on(serve(Arc::clone(&shared), &request, &mut ready));
+    shared.status.destroyed_all();
     drop(runtime);
     let _ = setup::remove_networks(&shared.root, &shared.name);
     let _ = std::fs::remove_file(shared.project_dir.join("supervisor.json"));
@@ -347,6 +349,9 @@ async fn supervise(
                 c.exit_code = code;
                 c.finished_at = status::now_nanos();
             });
+            if let Ended::Stopped(_) = ended {
+                shared.status.event(&name, "stop", &[]);
+            }
             if let Ended::Exited(_) = ended {
                 shared.status.service(&service, |s| {
                     s.completed = Some(code);

@@ -22,7 +22,11 @@ pub(crate) async fn stop_or_restart(
     let services =
         if restart && !services.is_empty() { with_restarting_dependents(shared, services)? } else { services.to_vec() };
     stop_services(shared, &services, timeout).await;
-    if restart { start_stopped(shared, &services).await } else { Ok(()) }
+    if restart {
+        start_stopped(shared, &services).await.inspect(|()| shared.status.restarted(&services))
+    } else {
+        Ok(())
+    }
 }
 
 /// `services` and, transitively, every service that depends on one of them with `restart:
@@ -76,6 +80,7 @@ pub(crate) fn kill(
         let pidfd = crate::runtime::exec::pidfd_open(record.pid)?;
         // The PID may have been reused between reading the record and opening the pidfd.
         if record.is_running() {
+            shared.status.event(&spec.name, "kill", &[("signal", (signal as i32).to_string())]);
             crate::runtime::container::send_signal(&pidfd, signal)?;
             sent += 1;
         }

@@ -86,6 +86,7 @@ impl Shared {
         let host_upstreams = crate::network::setup::upstreams(&crate::spec::Service::default(), &host_resolv_conf);
         let names = Arc::new(NameTable::new(project_names(project), subnets(&desired), host_upstreams));
         let status = super::status::Status::new(project.services.keys());
+        status.record_events(&project_dir);
         Shared {
             root,
             project_dir,

@@ -2,11 +2,12 @@
 //! prints, and the per-service state `depends_on` conditions wait on.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::events::{Event, EventLog};
 use super::health::Health;
 
 /// One container, as `berth ps --format json` prints it (compose's field names, plus berth's
@@ -94,6 +95,8 @@ pub struct ServiceState {
 pub struct Status {
     containers: Mutex<BTreeMap<String, ContainerStatus>>,
     services: Mutex<BTreeMap<String, watch::Sender<ServiceState>>>,
+    /// Where the changes are recorded as container events, once the supervisor says.
+    events: OnceLock<EventLog>,
 }
 
 impl Status {
@@ -104,23 +107,91 @@ impl Status {
             services: Mutex::new(
                 services.into_iter().map(|s| (s.clone(), watch::channel(ServiceState::default()).0)).collect(),
             ),
+            events: OnceLock::new(),
         }
     }
 
-    /// Changes a container's entry (made if missing).
+    /// Records every change from now on as container events in `project_dir`'s events file
+    /// (see [`super::events`]).
+    pub fn record_events(&self, project_dir: &std::path::Path) {
+        let _ = self.events.set(EventLog::new(project_dir));
+    }
+
+    /// Changes a container's entry (made if missing). A container that stops running `die`s;
+    /// one whose health turns healthy or unhealthy gets a `health_status` event.
     pub fn update(&self, name: &str, change: impl FnOnce(&mut ContainerStatus)) {
         if let Ok(mut table) = self.containers.lock()
             && let Some(entry) = table.get_mut(name)
         {
+            let before = (entry.state.clone(), entry.health.clone());
             change(entry);
+            if before.0 == "running" && entry.state != "running" {
+                let seconds = now_nanos().saturating_sub(entry.started_at) / 1_000_000_000;
+                let code = entry.exit_code.to_string();
+                self.record(entry, "die", &[("exitCode", code), ("execDuration", seconds.to_string())]);
+            }
+            if before.1 != entry.health && matches!(entry.health.as_str(), "healthy" | "unhealthy") {
+                self.record(entry, &format!("health_status: {}", entry.health), &[]);
+            }
         }
     }
 
-    /// Adds or replaces a container's entry.
+    /// Adds or replaces a container's entry: a new container (a restart makes one too) is
+    /// `create`d and `start`ed, and the one it replaces `destroy`ed.
     pub fn put(&self, status: ContainerStatus) {
         if let Ok(mut table) = self.containers.lock() {
+            if let Some(previous) = table.get(&status.name)
+                && previous.id != status.id
+            {
+                self.record(previous, "destroy", &[]);
+            }
+            if table.get(&status.name).is_none_or(|p| p.id != status.id) {
+                self.record(&status, "create", &[]);
+            }
+            self.record(&status, "start", &[]);
             table.insert(status.name.clone(), status);
         }
+    }
+
+    /// Records an event of container `name` that its entry does not show (`kill`, `stop`).
+    pub fn event(&self, name: &str, action: &str, attributes: &[(&str, String)]) {
+        if let Ok(table) = self.containers.lock()
+            && let Some(entry) = table.get(name)
+        {
+            self.record(entry, action, attributes);
+        }
+    }
+
+    /// `restart` events for the containers of `services` (all when empty).
+    pub fn restarted(&self, services: &[String]) {
+        if let Ok(table) = self.containers.lock() {
+            for entry in table.values().filter(|c| services.is_empty() || services.contains(&c.service)) {
+                self.record(entry, "restart", &[]);
+            }
+        }
+    }
+
+    /// `destroy` events for every container, when the project goes down.
+    pub fn destroyed_all(&self) {
+        if let Ok(table) = self.containers.lock() {
+            for entry in table.values() {
+                self.record(entry, "destroy", &[]);
+            }
+        }
+    }
+
+    fn record(&self, container: &ContainerStatus, action: &str, attributes: &[(&str, String)]) {
+        let Some(log) = self.events.get() else { return };
+        let mut all: BTreeMap<String, String> = attributes.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        all.insert("image".into(), container.image.clone());
+        all.insert("name".into(), container.name.clone());
+        log.append(&Event {
+            time: now_nanos(),
+            action: action.to_owned(),
+            id: container.id.clone(),
+            service: container.service.clone(),
+            attributes: all,
+        });
     }
 
     /// Every container, by name.
@@ -159,8 +230,10 @@ impl Status {
 
     /// Forgets a container (removed for good: scaled down, recreated, an orphan).
     pub fn forget(&self, name: &str) {
-        if let Ok(mut table) = self.containers.lock() {
-            table.remove(name);
+        if let Ok(mut table) = self.containers.lock()
+            && let Some(entry) = table.remove(name)
+        {
+            self.record(&entry, "destroy", &[]);
         }
     }
 

@@ -74,6 +74,11 @@ impl Project {
         self
     }
 
+    /// The project's stack file.
+    pub fn file(&self) -> PathBuf {
+        self.dir.path().join("compose.yaml")
+    }
+
     /// A berth command on this project, not yet run.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));

@@ -119,7 +119,9 @@ impl LogFile {
 pub fn capture(pipe: OwnedFd, stream: &'static str, log: Arc<LogFile>) {
     let Ok(receiver) = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe) else { return };
     tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(receiver).lines();
+        // 1 KiB, not the default 8: two per container add up, and a longer line is only read
+        // in more steps.
+        let mut lines = tokio::io::BufReader::with_capacity(1024, receiver).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             log.write(stream, &line);
         }

@@ -53,7 +53,7 @@ results=$work/results.tsv
 : > "$results"
 daemons_started=0
 # daemons.sh keeps its record of the host's network state in /tmp/bench-state: ours goes at the end
-bench_state_was_there=0; [ -e /tmp/bench-state ] && bench_state_was_there=1
+bench_state_was_there=0; [ -e /tmp/bench-state/iptables-before.txt ] && bench_state_was_there=1
 
 # --- the timing helper -------------------------------------------------------------------------
 cat > "$work/h.py" <<'PY'

@@ -29,7 +29,11 @@ pub fn ensure(dir: &Path) -> io::Result<()> {
     }
     let parent = dir.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent)?;
-    let building = parent.join(format!(".init-layer-{}", std::process::id()));
+    // One staging directory per call: a supervisor starts many containers at once, and calls
+    // from its threads must not build in (and clobber) the same one.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let building = parent.join(format!(".init-layer-{}-{call}", std::process::id()));
     let built = build(&building).and_then(|()| {
         if dir.exists() && !is_complete(dir) {
             // An incomplete layer from a crash; no container uses one.
@@ -93,5 +97,20 @@ mod tests {
         assert!(dir.join("etc/marker").exists(), "a complete layer is left alone");
         let leftovers: Vec<_> = fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("init-layer")]);
+    }
+
+    #[test]
+    fn threads_of_one_process_make_the_layer_together() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("init-layer");
+        std::thread::scope(|scope| {
+            let all: Vec<_> = (0..8).map(|_| scope.spawn(|| ensure(&dir))).collect();
+            for one in all {
+                one.join().unwrap().unwrap();
+            }
+        });
+        assert!(is_complete(&dir));
+        let leftovers: Vec<_> = fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("init-layer")], "no staging directory left");
     }
 }

@@ -327,6 +327,8 @@ async fn supervise(
         });
         let grace = orders::grace(&shared, &service, None);
         let ended = wait_or_stop(&mut running, &mut stop, probe.as_mut(), grace).await;
+        // docker's back-off runs from the exit, not from when the old run is cleared away.
+        let exited_at = tokio::time::Instant::now();
         if let Some(probe) = probe {
             probe.abort();
         }
@@ -376,7 +378,7 @@ async fn supervise(
             delay = INITIAL_BACKOFF;
         }
         let called_off = tokio::select! {
-            () = tokio::time::sleep(delay) => false,
+            () = tokio::time::sleep_until(exited_at + delay) => false,
             _ = stop.changed() => true,
         };
         if called_off {

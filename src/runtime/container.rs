@@ -44,6 +44,50 @@ pub struct Container {
     exit: Option<ExitStatus>,
 }
 
+/// A container made by [`Container::create`], its process waiting to exec.
+#[derive(Debug)]
+pub struct Created {
+    container: Container,
+    socket: OwnedFd,
+    oneoff: bool,
+}
+
+impl Created {
+    /// What it is.
+    pub fn spec(&self) -> &ContainerSpec {
+        &self.container.spec
+    }
+
+    /// Lets the process exec; when this returns, it has.
+    pub fn start(self) -> Result<Container, RuntimeError> {
+        let Created { mut container, socket, oneoff } = self;
+        match go(socket.as_fd(), &container.spec.service, &container.spec.name) {
+            Ok(pty) => container.pty = pty,
+            Err(e) => {
+                let _ = container.destroy();
+                return Err(e);
+            }
+        }
+        let record = ContainerRecord {
+            id: container.spec.id.clone(),
+            name: container.spec.name.clone(),
+            project: container.spec.project.clone(),
+            service: container.spec.service.clone(),
+            oneoff,
+            pid: container.pid,
+            start_time: state::process_start_time(container.pid).unwrap_or(0),
+            created: state::now(),
+        };
+        record.save(&container.dirs)?;
+        Ok(container)
+    }
+
+    /// Kills the waiting process and removes the cgroup and the directories.
+    pub fn destroy(self) -> Result<(), RuntimeError> {
+        self.container.destroy()
+    }
+}
+
 /// How a container's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitStatus {
@@ -63,6 +107,18 @@ impl Container {
         spec: ContainerSpec,
         options: StartOptions,
     ) -> Result<Container, RuntimeError> {
+        Container::create(spawner, state_root, spec, options)?.start()
+    }
+
+    /// Creates a container whose process waits, with its root, cgroup and network ready, for
+    /// [`Created::start`] to let it exec: OCI's create, which lets a restart do its work
+    /// during the back-off.
+    pub fn create(
+        spawner: &Spawner,
+        state_root: &Path,
+        spec: ContainerSpec,
+        options: StartOptions,
+    ) -> Result<Created, RuntimeError> {
         let dirs = ContainerDirs::new(state_root, &spec.id);
         let join = joined_namespaces(state_root, &spec)?;
         prepare(&dirs, &spec).inspect_err(|_| {
@@ -95,38 +151,18 @@ impl Container {
         // (see `cgroups::prime`).
         super::cgroups::prime_attach_lock();
         crate::timing::phase("cgroup created");
-        let mut container =
+        let container =
             Container { spec, dirs, pid: spawned.pid, pidfd: spawned.pidfd, cgroup, pty: None, exit: None };
-        match container.handshake(parent_end.as_fd()) {
-            Ok(()) => {}
-            Err(e) => {
-                let _ = container.destroy();
-                return Err(e);
-            }
-        }
-        let record = ContainerRecord {
-            id: container.spec.id.clone(),
-            name: container.spec.name.clone(),
-            project: container.spec.project.clone(),
-            service: container.spec.service.clone(),
-            oneoff: options.oneoff,
-            pid: container.pid,
-            start_time: state::process_start_time(container.pid).unwrap_or(0),
-            created: state::now(),
-        };
-        record.save(&container.dirs)?;
-        Ok(container)
-    }
-
-    fn handshake(&mut self, socket: std::os::fd::BorrowedFd<'_>) -> Result<(), RuntimeError> {
         // The process builds its root meanwhile; if that failed, it may be gone already and
         // its own report says more than the cgroup's ESRCH.
-        if let Err(e) = self.cgroup.add_process(self.pid) {
-            return Err(reported_failure(socket, &self.spec.service, &self.spec.name).unwrap_or(e.into()));
+        if let Err(e) = container.cgroup.add_process(container.pid) {
+            let e = reported_failure(parent_end.as_fd(), &container.spec.service, &container.spec.name)
+                .unwrap_or(e.into());
+            let _ = container.destroy();
+            return Err(e);
         }
         crate::timing::phase("cgroup joined");
-        self.pty = go(socket, &self.spec.service, &self.spec.name)?;
-        Ok(())
+        Ok(Created { container, socket: parent_end, oneoff: options.oneoff })
     }
 
     /// Waits for the container's PID 1 to exit.

@@ -13,7 +13,7 @@ use super::status::{ContainerStatus, Publisher, health_text, now_nanos};
 use crate::network::ports::{self, Published};
 use crate::network::{firewall, setup};
 use crate::plan::{self, PlanContext, RunOverrides};
-use crate::runtime::container::{Container, StartOptions};
+use crate::runtime::container::{Container, Created, StartOptions};
 use crate::runtime::spec::{ContainerSpec, NamespaceMode};
 
 /// A container the supervisor runs.
@@ -46,6 +46,26 @@ pub fn start(
     restarts: u32,
     kept: Option<ContainerSpec>,
 ) -> Result<Running, SupervisorError> {
+    let pending = create(shared, service_name, index, restarts, kept)?;
+    run(shared, pending, restarts)
+}
+
+/// A container made and waiting to exec (see [`create`]).
+#[derive(Debug)]
+pub struct Pending {
+    created: Created,
+    index: u32,
+}
+
+/// What [`start`] does up to the container's exec: its process waits, root, cgroup, network
+/// and log capture ready, for [`run`] (or [`abandon`]).
+pub fn create(
+    shared: &Shared,
+    service_name: &str,
+    index: u32,
+    restarts: u32,
+    kept: Option<ContainerSpec>,
+) -> Result<Pending, SupervisorError> {
     let desired = shared.desired();
     let project = &desired.project;
     let service = project
@@ -80,7 +100,7 @@ pub fn start(
         oneoff: false,
     };
     let released = spec.clone();
-    let container = Container::start(&shared.spawner, &shared.root, spec, options).map_err(|e| {
+    let created = Container::create(&shared.spawner, &shared.root, spec, options).map_err(|e| {
         let _ = setup::release(&shared.root, &released);
         SupervisorError::Runtime(e)
     })?;
@@ -88,6 +108,35 @@ pub fn start(
     drop((out_write, err_write));
     super::logs::capture(out_read, "stdout", std::sync::Arc::clone(&log));
     super::logs::capture(err_read, "stderr", log);
+    Ok(Pending { created, index })
+}
+
+/// Removes a container [`create`] made: its restart was called off.
+pub fn abandon(shared: &Shared, pending: Pending) {
+    let spec = pending.created.spec().clone();
+    if let Err(e) = pending.created.destroy() {
+        eprintln!("berth: remove {}: {e}", spec.name);
+    }
+    let _ = setup::release(&shared.root, &spec);
+}
+
+/// Lets a [`create`]d container exec, publishes its ports and serves its names: the rest of
+/// [`start`].
+pub fn run(shared: &Shared, pending: Pending, restarts: u32) -> Result<Running, SupervisorError> {
+    let Pending { created, index } = pending;
+    let released = created.spec().clone();
+    let desired = shared.desired();
+    let (Some(service), Some(image)) =
+        (desired.project.services.get(&released.service), desired.images.get(&released.service))
+    else {
+        let _ = created.destroy();
+        let _ = setup::release(&shared.root, &released);
+        return Err(SupervisorError::Other(format!("no such service: {}", released.service)));
+    };
+    let container = created.start().map_err(|e| {
+        let _ = setup::release(&shared.root, &released);
+        SupervisorError::Runtime(e)
+    })?;
     let stop_signal = service
         .stop_signal
         .as_deref()

@@ -377,8 +377,12 @@ async fn supervise(
         if started.elapsed() >= BACKOFF_RESET {
             delay = INITIAL_BACKOFF;
         }
+        // The container is made ready (root, cgroup, network) shortly before the back-off ends
+        // and let go at its end: a restart costs the back-off and an exec.
+        let deadline = exited_at + delay;
+        let prepare_at = deadline.checked_sub(RESTART_LEAD).unwrap_or(exited_at);
         let called_off = tokio::select! {
-            () = tokio::time::sleep_until(exited_at + delay) => false,
+            () = tokio::time::sleep_until(prepare_at) => false,
             _ = stop.changed() => true,
         };
         if called_off {
@@ -389,12 +393,37 @@ async fn supervise(
             shared.status.update(&name, |c| c.state = "exited".into());
             return;
         }
-        delay = (delay * 2).min(MAX_BACKOFF);
         restarts += 1;
-        let restarted = {
+        let created = {
             let shared = Arc::clone(&shared);
             let service = service.clone();
-            tokio::task::spawn_blocking(move || launch::start(&shared, &service, index, restarts, kept)).await
+            tokio::task::spawn_blocking(move || launch::create(&shared, &service, index, restarts, kept)).await
+        };
+        let pending = match created {
+            Ok(Ok(pending)) => pending,
+            Ok(Err(e)) => {
+                eprintln!("berth: restart {service}-{index}: {e}");
+                shared.status.update(&name, |c| c.state = "exited".into());
+                return;
+            }
+            Err(_) => return,
+        };
+        let called_off = tokio::select! {
+            () = tokio::time::sleep_until(deadline) => false,
+            _ = stop.changed() => true,
+        };
+        if called_off {
+            {
+                let shared = Arc::clone(&shared);
+                let _ = tokio::task::spawn_blocking(move || launch::abandon(&shared, pending)).await;
+            }
+            shared.status.update(&name, |c| c.state = "exited".into());
+            return;
+        }
+        delay = (delay * 2).min(MAX_BACKOFF);
+        let restarted = {
+            let shared = Arc::clone(&shared);
+            tokio::task::spawn_blocking(move || launch::run(&shared, pending, restarts)).await
         };
         match restarted {
             Ok(Ok(next)) => running = next,
@@ -422,6 +451,8 @@ pub const RESTART_ON_UNHEALTHY: &str = "x-berth-restart-on-unhealthy";
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const BACKOFF_RESET: Duration = Duration::from_secs(10);
+/// How long before the end of its back-off a restarting container is made, waiting to exec.
+const RESTART_LEAD: Duration = Duration::from_millis(60);
 
 /// How a container's run ended.
 enum Ended {

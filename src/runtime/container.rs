@@ -151,13 +151,12 @@ impl Container {
         // (see `cgroups::prime`).
         super::cgroups::prime_attach_lock();
         crate::timing::phase("cgroup created");
-        let container =
-            Container { spec, dirs, pid: spawned.pid, pidfd: spawned.pidfd, cgroup, pty: None, exit: None };
+        let container = Container { spec, dirs, pid: spawned.pid, pidfd: spawned.pidfd, cgroup, pty: None, exit: None };
         // The process builds its root meanwhile; if that failed, it may be gone already and
         // its own report says more than the cgroup's ESRCH.
         if let Err(e) = container.cgroup.add_process(container.pid) {
-            let e = reported_failure(parent_end.as_fd(), &container.spec.service, &container.spec.name)
-                .unwrap_or(e.into());
+            let e =
+                reported_failure(parent_end.as_fd(), &container.spec.service, &container.spec.name).unwrap_or(e.into());
             let _ = container.destroy();
             return Err(e);
         }

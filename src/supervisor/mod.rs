@@ -114,8 +114,13 @@ pub fn run(
             return Err(e);
         }
     };
+    // Container starts run on blocking threads: a few at a time use the two cores as well as
+    // fifty would, and idle ones leave soon — every extra thread keeps its stack and malloc
+    // arena, which would be most of the supervisor's memory per container.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(8)
+        .thread_keep_alive(Duration::from_secs(1))
         .enable_all()
         .build()
         .map_err(|e| SupervisorError::Io { path: "tokio runtime".into(), source: e })?;

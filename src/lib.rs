@@ -12,3 +12,4 @@ pub mod runtime;
 pub mod spec;
 pub mod supervisor;
 pub mod timing;
+pub mod watch;

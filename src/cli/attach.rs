@@ -47,6 +47,9 @@ pub(super) fn attach(
         timestamps: false,
     };
     let mut view = LogView::new(&root, project, &services, style);
+    if args.watch {
+        view.add_file("watch", supervisor::watching::watch_log(&dir));
+    }
     println!("Attaching to {}", view.names().join(", "));
     view.catch_up(None, None)?;
     let abort = args.abort_on_container_exit || args.exit_code_from.is_some();
@@ -103,12 +106,12 @@ pub(super) fn attach(
     }
 }
 
-fn signal_arrived(signals: &SignalFd) -> bool {
+pub(super) fn signal_arrived(signals: &SignalFd) -> bool {
     matches!(signals.read_signal(), Ok(Some(_)))
 }
 
 /// Sleeps 50 ms, or less when a signal arrives.
-fn wait_a_little(signals: &SignalFd) {
+pub(super) fn wait_a_little(signals: &SignalFd) {
     let mut fds = [nix::poll::PollFd::new(signals.as_fd(), nix::poll::PollFlags::POLLIN)];
     let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16));
 }

@@ -76,6 +76,12 @@ impl LogView {
         LogView { files, offsets: BTreeMap::new(), width, style }
     }
 
+    /// Shows `path` (a log in the same format) under `name` too.
+    pub(super) fn add_file(&mut self, name: &str, path: PathBuf) {
+        self.files.insert(name.to_owned(), path);
+        self.width = self.files.keys().map(|n| n.chars().count()).max().unwrap_or(0);
+    }
+
     /// The short names of the containers shown.
     pub(super) fn names(&self) -> Vec<String> {
         self.files.keys().cloned().collect()

@@ -18,6 +18,7 @@ mod run;
 mod stats_total;
 mod up;
 mod wait;
+mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -121,6 +122,8 @@ pub enum Command {
     Rm(rm::RmArgs),
     /// Show the containers' output.
     Logs(logs::LogsArgs),
+    /// Watch the services' `develop.watch` paths and sync, restart or recreate them on change.
+    Watch(watch::WatchArgs),
     /// List projects: running ones, or all with -a.
     Ls(ls::LsArgs),
     /// Print the host address and port a container port of a service is published on.
@@ -237,6 +240,9 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
     if let Command::Up(args) = &cli.command {
         return up::up(&cli.global, args);
     }
+    if let Command::Watch(args) = &cli.command {
+        return watch::watch(&cli.global, args);
+    }
     if let Command::Wait(args) = &cli.command {
         return wait::wait(&cli.global, args);
     }
@@ -267,6 +273,7 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Scale(args) => up::scale(&cli.global, &args),
         Command::Rm(args) => rm::rm(&cli.global, &args),
         Command::Logs(args) => logs::logs(&cli.global, &args),
+        Command::Watch(_) => Ok(()),
         Command::Ls(args) => ls::ls(&cli.global, &args),
         Command::Port(args) => port::port(&cli.global, &args),
         Command::Events(args) => events::events(&cli.global, &args),

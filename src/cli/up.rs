@@ -15,7 +15,7 @@ use crate::spec::{Project, ProjectOptions};
 use crate::supervisor::{self, SupervisorRecord, UpReport, UpRequest, control, recover};
 
 /// `berth up`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct UpArgs {
     /// Detached mode: start the containers in the background and return.
     #[arg(short = 'd', long)]
@@ -62,6 +62,9 @@ pub struct UpArgs {
     /// Seconds recreated containers get to stop before SIGKILL.
     #[arg(short = 't', long)]
     pub timeout: Option<u64>,
+    /// Run the services' `develop.watch` rules; with -d the supervisor keeps watching.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
     /// Only these services (and, unless --no-deps, what they depend on).
     pub services: Vec<String>,
 }
@@ -155,6 +158,7 @@ fn up_request(options: ProjectOptions, project: &Project, args: &UpArgs) -> Resu
         no_deps: args.no_deps,
         scale,
         timeout: args.timeout,
+        watch: args.watch,
     })
 }
 
@@ -488,25 +492,15 @@ pub(super) fn scale(global: &GlobalOptions, args: &ScaleArgs) -> Result<(), Fail
     let project = &loaded.project;
     let up_args = UpArgs {
         detach: true,
-        wait: false,
-        wait_timeout: None,
-        abort_on_container_exit: false,
-        exit_code_from: None,
-        attach: Vec::new(),
-        no_attach: Vec::new(),
-        no_color: false,
-        force_recreate: false,
         no_recreate: true,
-        remove_orphans: false,
-        renew_anon_volumes: false,
         no_deps: args.no_deps,
         scale: args.scales.clone(),
-        timeout: None,
         services: args
             .scales
             .iter()
             .map(|s| s.split_once('=').map_or(s.as_str(), |(name, _)| name).to_owned())
             .collect(),
+        ..UpArgs::default()
     };
     let request = up_request(options, project, &up_args)?;
     let root = global.state_root();

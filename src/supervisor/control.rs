@@ -69,7 +69,8 @@ async fn answer(
             match serde_json::from_str::<UpRequest>(rest) {
                 Ok(request) => {
                     let _turn = shared.orders.lock().await;
-                    match super::converge::up(&shared, request).await {
+                    let done = super::converge::up(&shared, request.clone()).await;
+                    match done.and_then(|report| super::converge::remember(&shared, &request).map(|()| report)) {
                         Ok(report) => serde_json::to_string(&report).unwrap_or_default(),
                         Err(e) => format!("error: {e}"),
                     }
@@ -110,6 +111,26 @@ async fn answer(
                 shared.status.forget(name);
             }
             serde_json::to_string(&removed).unwrap_or_default()
+        }
+        "watch" => {
+            // `watch [SERVICE…]`: start `develop.watch` with the last `up`'s loading.
+            let services: Vec<String> = words.map(str::to_owned).collect();
+            let request = shared.last_up.lock().ok().and_then(|r| r.clone());
+            match request {
+                Some(mut request) => {
+                    request.services = services;
+                    request.watch = true;
+                    match super::watching::start(&shared, &request) {
+                        Ok(()) => "ok".to_owned(),
+                        Err(e) => format!("error: {e}"),
+                    }
+                }
+                None => "error: the project has not been brought up".to_owned(),
+            }
+        }
+        "unwatch" => {
+            super::watching::stop(&shared);
+            "ok".to_owned()
         }
         "kill" => {
             // `kill SIGNAL [SERVICE…]`.

@@ -33,6 +33,10 @@ pub struct UpRequest {
     pub scale: BTreeMap<String, u64>,
     /// `-t`: seconds containers get to stop when recreated.
     pub timeout: Option<u64>,
+    /// `--watch`: run the services' `develop.watch` rules (in the supervisor, so `up -d`
+    /// keeps watching).
+    #[serde(default)]
+    pub watch: bool,
 }
 
 /// What `up` did to one container, for its progress line.
@@ -216,4 +220,15 @@ fn change(project: &Project, service: &str, index: u32, action: &str) -> Change 
         |s| crate::plan::container_name(project, s, index),
     );
     Change { container, action: action.into() }
+}
+
+/// Keeps `request` as the last `up`, and starts watching when it asks to.
+pub fn remember(shared: &Arc<Shared>, request: &UpRequest) -> Result<(), SupervisorError> {
+    if let Ok(mut last) = shared.last_up.lock() {
+        *last = Some(request.clone());
+    }
+    if request.watch {
+        super::watching::start(shared, request)?;
+    }
+    Ok(())
 }

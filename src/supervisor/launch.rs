@@ -148,6 +148,8 @@ pub fn run(shared: &Shared, pending: Pending, restarts: u32) -> Result<Running, 
         .unwrap_or(nix::sys::signal::Signal::SIGTERM);
     let health = super::health::plan(service.healthcheck.as_ref(), image.config.config.healthcheck.as_ref());
     let mut running = Running { container, index, ports: Vec::new(), stop_signal, health };
+    // A watched service's sync paths, brought up to date in the fresh container.
+    super::watching::resync(shared, &running.container.spec, running.container.pid);
     if let Err(e) = publish(shared, service, &mut running) {
         stop_and_remove(shared, running);
         return Err(e);

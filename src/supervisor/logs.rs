@@ -91,6 +91,11 @@ impl LogFile {
         Ok(Arc::new(LogFile { path: path.to_path_buf(), policy, file }))
     }
 
+    /// Writes one line of berth's own (the watch's summaries) as `stdout`.
+    pub fn line(&self, text: &str) {
+        self.write("stdout", text);
+    }
+
     /// Writes one line.
     fn write(&self, stream: &str, line: &str) {
         let Some(Ok(mut file)) = self.file.as_ref().map(Mutex::lock) else { return };

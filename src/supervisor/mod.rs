@@ -16,6 +16,7 @@ mod probe;
 pub mod recover;
 mod shared;
 pub mod status;
+pub mod watching;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -146,6 +147,8 @@ fn tell(ready: &mut Option<std::fs::File>, message: &str) {
 fn prepare(root: &Path, project: Project, spawner: Spawner) -> Result<Shared, SupervisorError> {
     let dir = project_dir(root, &project.name);
     let logs = dir.join("logs");
+    // A fresh start has fresh containers: the logs of the last run (kept after `down`) go.
+    let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs).map_err(|e| SupervisorError::Io { path: logs.clone(), source: e })?;
     let pid = std::process::id() as i32;
     let record = SupervisorRecord { pid, start_time: crate::runtime::state::process_start_time(pid).unwrap_or(0) };
@@ -178,10 +181,15 @@ async fn serve(
             report.changes.push(converge::Change { container, action: "Started".into() });
         }
     }
+    if let Err(e) = converge::remember(&shared, request) {
+        orders::stop_all(&shared, Some(Duration::ZERO)).await;
+        return Err(e);
+    }
     tell(ready, &serde_json::to_string(&report).unwrap_or_default());
     let timeout = control::serve_until_down(control, &shared).await;
     // An order under way finishes first.
     let _turn = shared.orders.lock().await;
+    watching::stop(&shared);
     orders::stop_all(&shared, timeout).await;
     if let Ok(mut listeners) = shared.dns_listeners.lock() {
         listeners.clear();

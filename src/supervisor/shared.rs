@@ -72,6 +72,10 @@ pub struct Shared {
     /// Taken by each order that changes containers (up, stop, start, restart), so they take
     /// turns.
     pub orders: tokio::sync::Mutex<()>,
+    /// `develop.watch`, while it runs.
+    pub watching: Mutex<Option<super::watching::Watching>>,
+    /// The last `up`'s request: what a watched stack file is reloaded with.
+    pub last_up: Mutex<Option<super::converge::UpRequest>>,
     /// Per container (service, replica): the order to stop.
     stops: Mutex<BTreeMap<(String, u32), watch::Sender<StopOrder>>>,
     firewall: OnceLock<Backend>,
@@ -105,6 +109,8 @@ impl Shared {
             watchers: Mutex::new(Vec::new()),
             killed: Mutex::new(BTreeSet::new()),
             orders: tokio::sync::Mutex::new(()),
+            watching: Mutex::new(None),
+            last_up: Mutex::new(None),
             stops: Mutex::new(BTreeMap::new()),
             firewall: OnceLock::new(),
         }

@@ -1,3 +1,3 @@
-pub mod sync;
 pub mod events;
 pub mod rules;
+pub mod sync;

@@ -164,3 +164,27 @@ fn an_edit_of_the_stack_file_recreates_only_the_changed_service() {
     assert_eq!(project.pid_of("bwatchstack-db-1"), db, "db untouched");
     eventually("the summary line", &project, || watch_log(&project).contains("bwatchstack-web-1 recreated"));
 }
+
+#[test]
+fn initial_sync_and_the_sync_exec_hook() {
+    let _host = HOST_FIREWALL.lock().unwrap_or_else(|e| e.into_inner());
+    let app = service(
+        "app",
+        &format!(
+            "{SLEEP}\ndevelop:\n  watch:\n    - path: ./seeded\n      target: /seeded\n      action: sync\n      initial_sync: true\n    - path: ./code\n      target: /code\n      action: sync+exec\n      exec:\n        command: [\"sh\", \"-c\", \"cat /code/main > /tmp/built\"]"
+        ),
+    );
+    let project = Project::new("bwatchexec", &app);
+    let root = dir(&project);
+    write(&root.join("seeded/already.txt"), "there before up");
+    std::fs::create_dir_all(root.join("code")).unwrap();
+    up_watch(&project);
+    eventually("the initial sync", &project, || {
+        cat(&project, "app", "/seeded/already.txt").as_deref() == Some("there before up")
+    });
+    write(&root.join("code/main"), "version 2");
+    eventually("the hook ran after the sync", &project, || {
+        cat(&project, "app", "/tmp/built").as_deref() == Some("version 2")
+    });
+    eventually("the hook's summary", &project, || watch_log(&project).contains("exited with code 0"));
+}

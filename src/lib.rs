@@ -3,6 +3,7 @@
 //! The crate is layered the way data flows: [`spec`] turns stack files into a typed
 //! [`spec::Project`], [`graph`] orders its services, and [`cli`] is the thin edge that prints.
 
+pub mod build;
 pub mod cli;
 pub mod graph;
 pub mod image;

@@ -1,0 +1,3 @@
+//! Image building from a Dockerfile (groundwork for `build:`).
+
+pub mod dockerfile;

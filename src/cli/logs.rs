@@ -2,7 +2,7 @@
 //! containers merged in time order, `name  | line` as compose prints them.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Seek, SeekFrom};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -173,26 +173,8 @@ pub(super) fn logs(global: &GlobalOptions, args: &LogsArgs) -> Result<(), Failur
 
 /// The complete lines of `path` from byte `offset`, and the offset after the last of them.
 fn read_from(path: &Path, offset: u64) -> (Vec<Line>, u64) {
-    let Ok(mut file) = std::fs::File::open(path) else { return (Vec::new(), offset) };
-    if file.seek(SeekFrom::Start(offset)).is_err() {
-        return (Vec::new(), offset);
-    }
-    let mut reader = std::io::BufReader::new(file);
-    let mut lines = Vec::new();
-    let mut end = offset;
-    let mut buf = String::new();
-    while let Ok(n) = reader.read_line(&mut buf) {
-        // A line still being written waits for the next round.
-        if n == 0 || !buf.ends_with('\n') {
-            break;
-        }
-        end += n as u64;
-        if let Some(line) = logs::parse(buf.trim_end_matches('\n')) {
-            lines.push(line);
-        }
-        buf.clear();
-    }
-    (lines, end)
+    let (lines, end) = logs::complete_lines_from(path, offset);
+    (lines.iter().filter_map(|l| logs::parse(l)).collect(), end)
 }
 
 /// `db-1` for `myapp-db-1`, as compose prefixes lines.

@@ -286,6 +286,14 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// An invalid-input failure for the first of `services` the project does not have.
+pub(crate) fn check_services(project: &spec::Project, services: &[String]) -> Result<(), Failure> {
+    match services.iter().find(|s| !project.services.contains_key(*s)) {
+        Some(service) => Err(Failure { code: EXIT_INVALID, error: anyhow::anyhow!("no such service: {service:?}") }),
+        None => Ok(()),
+    }
+}
+
 /// Loads the project and prints its warnings to stderr.
 pub(crate) fn load_project(opts: &ProjectOptions) -> Result<Loaded, Failure> {
     let loaded = spec::load(opts)?;

@@ -3,7 +3,7 @@
 
 use anyhow::anyhow;
 
-use super::{EXIT_INVALID, Failure, GlobalOptions, load_project};
+use super::{Failure, GlobalOptions, load_project};
 use crate::supervisor::{self, control};
 
 /// `berth rm`.
@@ -25,11 +25,7 @@ pub struct RmArgs {
 pub(super) fn rm(global: &GlobalOptions, args: &RmArgs) -> Result<(), Failure> {
     let loaded = load_project(&global.project_options())?;
     let project = &loaded.project;
-    for service in &args.services {
-        if !project.services.contains_key(service) {
-            return Err(Failure { code: EXIT_INVALID, error: anyhow!("no such service: {service:?}") });
-        }
-    }
+    super::check_services(project, &args.services)?;
     let dir = supervisor::project_dir(&global.state_root(), &project.name);
     let services = args.services.join(" ");
     let failure = |e: anyhow::Error| Failure { code: 1, error: e };

@@ -144,11 +144,7 @@ fn up_request(options: ProjectOptions, project: &Project, args: &UpArgs) -> Resu
         }
         scale.insert(service.to_owned(), count);
     }
-    for service in &args.services {
-        if !project.services.contains_key(service) {
-            return Err(invalid(format!("no such service: {service:?}")));
-        }
-    }
+    super::check_services(project, &args.services)?;
     Ok(UpRequest {
         options,
         services: args.services.clone(),
@@ -422,11 +418,7 @@ pub struct ServicesArgs {
 pub(super) fn lifecycle(global: &GlobalOptions, command: &str, args: &ServicesArgs) -> Result<(), Failure> {
     let loaded = load_project(&global.project_options())?;
     let project = &loaded.project;
-    for service in &args.services {
-        if !project.services.contains_key(service) {
-            return Err(Failure { code: EXIT_INVALID, error: anyhow!("no such service: {service:?}") });
-        }
-    }
+    super::check_services(project, &args.services)?;
     let dir = supervisor::project_dir(&global.state_root(), &project.name);
     let timeout = args.timeout.map_or_else(|| "-".to_owned(), |t| t.to_string());
     let request = match command {

@@ -6,7 +6,7 @@
 //! the renamed file before it moves on to the new one, so no event is lost to the rotation.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -139,26 +139,8 @@ impl Follower {
 
 /// The events in `path` from byte `offset`, and the offset after the last complete line.
 fn read_from(path: &Path, offset: u64) -> (Vec<Event>, u64) {
-    let Ok(mut file) = std::fs::File::open(path) else { return (Vec::new(), offset) };
-    if file.seek(SeekFrom::Start(offset)).is_err() {
-        return (Vec::new(), offset);
-    }
-    let mut reader = std::io::BufReader::new(file);
-    let mut events = Vec::new();
-    let mut end = offset;
-    let mut buf = String::new();
-    while let Ok(n) = reader.read_line(&mut buf) {
-        // A line still being written waits for the next round.
-        if n == 0 || !buf.ends_with('\n') {
-            break;
-        }
-        end += n as u64;
-        if let Ok(event) = serde_json::from_str::<Event>(buf.trim_end()) {
-            events.push(event);
-        }
-        buf.clear();
-    }
-    (events, end)
+    let (lines, end) = super::logs::complete_lines_from(path, offset);
+    (lines.iter().filter_map(|l| serde_json::from_str::<Event>(l.trim_end()).ok()).collect(), end)
 }
 
 #[cfg(test)]

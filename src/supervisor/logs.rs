@@ -133,6 +133,30 @@ pub fn capture(pipe: OwnedFd, stream: &'static str, log: Arc<LogFile>) {
     });
 }
 
+/// The complete lines (without their newline) of the file at `path` from byte `offset`, and
+/// the offset after the last of them: a line still being written waits for the next read. For
+/// files appended to while they are followed (container logs, the events file).
+pub fn complete_lines_from(path: &Path, offset: u64) -> (Vec<String>, u64) {
+    use std::io::{BufRead, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else { return (Vec::new(), offset) };
+    if file.seek(SeekFrom::Start(offset)).is_err() {
+        return (Vec::new(), offset);
+    }
+    let mut reader = std::io::BufReader::new(file);
+    let mut lines = Vec::new();
+    let mut end = offset;
+    let mut buf = String::new();
+    while let Ok(n) = reader.read_line(&mut buf) {
+        if n == 0 || !buf.ends_with('\n') {
+            break;
+        }
+        end += n as u64;
+        lines.push(buf.trim_end_matches('\n').to_owned());
+        buf.clear();
+    }
+    (lines, end)
+}
+
 /// One line of a log file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {

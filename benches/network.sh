@@ -13,16 +13,10 @@ rounds=${1:-20}
 shift || true
 sizes=${*:-1 10}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
-need=""
-for pkg in umoci skopeo busybox-static python3 iptables; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
-done
-if [ -n "$need" ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
-fi
-cargo build --release --quiet
-images=target/bench-images
-bash tests/fixtures/make-images.sh "$images"
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+install_missing umoci skopeo busybox-static python3 iptables
+build_with_images
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 root="$work/root"
 berth="target/release/berth --root $root"

@@ -9,13 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
-need=""
-for pkg in crun umoci skopeo busybox-static python3; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
-done
-if [ -n "$need" ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
-fi
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+install_missing crun umoci skopeo busybox-static python3
 # crun refuses a hybrid cgroup host whose v2 tree still offers a controller (hugetlb here): mount
 # such controllers as v1 hierarchies, as ../shared/bench/setup.sh does.
 # The mounts are undone at exit, so the machine is left as it was.

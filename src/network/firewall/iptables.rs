@@ -263,7 +263,7 @@ fn restore(batch: &Batch) -> Result<(), FirewallError> {
 }
 
 /// Replaces the owner's rules with `rules`, creating berth's chains first where missing.
-fn replace(owned: &dyn Fn(&str) -> bool, rules: Vec<Rule>) -> Result<(), FirewallError> {
+pub(super) fn replace(owned: &dyn Fn(&str) -> bool, rules: Vec<Rule>) -> Result<(), FirewallError> {
     let saved = save()?;
     let mut batch = Batch::default();
     ensure_chains(&saved, &mut batch);
@@ -272,17 +272,6 @@ fn replace(owned: &dyn Fn(&str) -> bool, rules: Vec<Rule>) -> Result<(), Firewal
         batch.push(rule.table, rule.line);
     }
     restore(&batch)
-}
-
-pub(super) fn add_network(r: &NetworkRules) -> Result<(), FirewallError> {
-    let tag = Owner::Network { project: r.project, network: r.network }.tag();
-    replace(&|comment| comment == tag, network_rules(r))
-}
-
-pub(super) fn add_ports(ports: &[PortRule]) -> Result<(), FirewallError> {
-    let tags: Vec<String> =
-        ports.iter().map(|p| Owner::Container { project: p.project, container: p.container }.tag()).collect();
-    replace(&|comment| tags.iter().any(|t| t == comment), ports.iter().flat_map(port_rules).collect())
 }
 
 pub(super) fn remove(owned: &dyn Fn(&str) -> bool) -> Result<(), FirewallError> {

@@ -271,10 +271,12 @@ impl Backend {
         if !rules.internal {
             set_sysctl(&format!("/proc/sys/net/ipv4/conf/{}/route_localnet", rules.bridge))?;
         }
+        let tag = Owner::Network { project: rules.project, network: rules.network }.tag();
+        let owned = |comment: &str| comment == tag;
         let _lock = lock()?;
         match self {
-            Backend::Iptables => iptables::add_network(rules),
-            Backend::Nftables => nft::add_network(rules),
+            Backend::Iptables => iptables::replace(&owned, iptables::network_rules(rules)),
+            Backend::Nftables => nft::replace(&owned, nft::network_rules(rules)),
         }
     }
 
@@ -290,10 +292,13 @@ impl Backend {
         if rules.is_empty() {
             return Ok(());
         }
+        let tags: Vec<String> =
+            rules.iter().map(|p| Owner::Container { project: p.project, container: p.container }.tag()).collect();
+        let owned = |comment: &str| tags.iter().any(|t| t == comment);
         let _lock = lock()?;
         match self {
-            Backend::Iptables => iptables::add_ports(rules),
-            Backend::Nftables => nft::add_ports(rules),
+            Backend::Iptables => iptables::replace(&owned, rules.iter().flat_map(iptables::port_rules).collect()),
+            Backend::Nftables => nft::replace(&owned, rules.iter().flat_map(nft::port_rules).collect()),
         }
     }
 

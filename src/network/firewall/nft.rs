@@ -126,7 +126,7 @@ fn apply(commands: &str) -> Result<(), FirewallError> {
 }
 
 /// Replaces the owner's rules with `rules`, creating the table first where missing.
-fn replace(owned: &dyn Fn(&str) -> bool, rules: Vec<String>) -> Result<(), FirewallError> {
+pub(super) fn replace(owned: &dyn Fn(&str) -> bool, rules: Vec<String>) -> Result<(), FirewallError> {
     let listed = list()?.unwrap_or_default();
     let mut batch = SKELETON.to_owned();
     for line in delete_owned(&listed, owned).into_iter().chain(rules) {
@@ -134,17 +134,6 @@ fn replace(owned: &dyn Fn(&str) -> bool, rules: Vec<String>) -> Result<(), Firew
         batch.push('\n');
     }
     apply(&batch)
-}
-
-pub(super) fn add_network(r: &NetworkRules) -> Result<(), FirewallError> {
-    let tag = Owner::Network { project: r.project, network: r.network }.tag();
-    replace(&|comment| comment == tag, network_rules(r))
-}
-
-pub(super) fn add_ports(ports: &[PortRule]) -> Result<(), FirewallError> {
-    let tags: Vec<String> =
-        ports.iter().map(|p| Owner::Container { project: p.project, container: p.container }.tag()).collect();
-    replace(&|comment| tags.iter().any(|t| t == comment), ports.iter().flat_map(port_rules).collect())
 }
 
 pub(super) fn remove(owned: &dyn Fn(&str) -> bool) -> Result<(), FirewallError> {

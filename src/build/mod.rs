@@ -1,3 +1,17 @@
-//! Image building from a Dockerfile (groundwork for `build:`).
+//! Image builds from Dockerfiles: `build:` in stack files, `berth build`, `up --build`.
 
+pub mod cache;
+pub mod context;
+pub mod copy;
 pub mod dockerfile;
+pub mod engine;
+mod error;
+pub mod layer_tar;
+pub mod mounted;
+pub mod run_step;
+mod service;
+pub mod state;
+
+pub use engine::{BuildRequest, Builder, Built, DockerfileSource};
+pub use error::BuildError;
+pub use service::{BuildOptions, request};

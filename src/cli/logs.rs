@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::{Failure, GlobalOptions, load_project};
 use crate::supervisor::logs::{self, Line};
 use crate::supervisor::{self, SupervisorRecord};
+use crate::timing::rfc3339;
 
 /// `berth logs`.
 #[derive(Debug, clap::Args)]
@@ -189,25 +190,6 @@ fn parse_since(text: &str) -> Result<u128, String> {
     }
     let ago = crate::spec::units::parse_duration(text).map_err(|e| format!("--since {text:?}: {e}"))?;
     Ok(supervisor::status::now_nanos().saturating_sub(ago.as_nanos()))
-}
-
-/// RFC 3339 in UTC with nanoseconds, as docker prints log timestamps.
-fn rfc3339(nanos: u128) -> String {
-    let seconds = u64::try_from(nanos / 1_000_000_000).unwrap_or(0);
-    let fraction = nanos % 1_000_000_000;
-    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
-    let rest = seconds % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{fraction:09}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! errors to exit codes (2 for a bad stack file or bad usage, 1 for anything else).
 
 mod attach;
+pub mod build;
 mod config;
 mod container;
 mod events;
@@ -102,6 +103,8 @@ pub enum Command {
     Stats(container::StatsArgs),
     /// Show the processes running in the containers.
     Top(container::TopArgs),
+    /// Build the images of services with a `build:` section.
+    Build(build::BuildArgs),
     /// Create the project's networks and start its containers under a supervisor.
     Up(up::UpArgs),
     /// Stop and remove the project's containers, networks and firewall rules.
@@ -222,7 +225,7 @@ pub fn run() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<u8, Failure> {
     // Commands that make processes in containers fork the spawner first, while berth still
     // has a single thread.
-    if let Command::Run(_) | Command::Exec(_) | Command::Supervise = &cli.command {
+    if let Command::Run(_) | Command::Exec(_) | Command::Build(_) | Command::Supervise = &cli.command {
         crate::timing::phase("parsed");
         let spawner = crate::runtime::spawner::Spawner::start().map_err(|e| Failure { code: 1, error: e.into() })?;
         crate::timing::phase("forked");
@@ -233,6 +236,7 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
         return match &cli.command {
             Command::Run(args) => run::run(&cli.global, args, &spawner),
             Command::Exec(args) => run::exec(&cli.global, args, &spawner),
+            Command::Build(args) => build::build(&cli.global, args, &spawner).map(|()| 0),
             Command::Supervise => up::supervise(&cli.global, spawner),
             _ => Ok(0),
         };
@@ -277,7 +281,7 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Ls(args) => ls::ls(&cli.global, &args),
         Command::Port(args) => port::port(&cli.global, &args),
         Command::Events(args) => events::events(&cli.global, &args),
-        Command::Run(_) | Command::Exec(_) | Command::Supervise | Command::Wait(_) => Ok(()),
+        Command::Run(_) | Command::Exec(_) | Command::Build(_) | Command::Supervise | Command::Wait(_) => Ok(()),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());

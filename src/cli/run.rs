@@ -9,8 +9,8 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::{EXIT_INVALID, Failure, GlobalOptions, load_project};
-use crate::image::ensure::{ImageSource, ensure_images};
-use crate::image::{ImageError, Reference, Store, host, registry};
+use crate::image::ensure::{StoreSource, ensure_images};
+use crate::image::{ImageError, Store};
 use crate::network::setup;
 use crate::plan::{self, PlanContext, RunOverrides};
 use crate::runtime::container::{Container, ExitStatus, StartOptions, send_signal};
@@ -115,10 +115,14 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
             .unwrap_or_default();
         invalid(anyhow!("no such service: {:?}{hint}", args.service))
     })?;
-    let image_name = service.image.clone().ok_or_else(|| {
-        invalid(anyhow!("service {:?} has no image, and berth cannot build images yet", args.service))
-    })?;
+    let image_name = service
+        .image_name(&project.name)
+        .ok_or_else(|| invalid(anyhow!("service {:?} has neither an image nor a build section", args.service)))?;
     let store = Store::open(&root).map_err(failure)?;
+    // As compose does, a service's image is built when it is missing.
+    if service.build.is_some() && store.resolve(&image_name).map_err(failure)?.is_none() {
+        super::build::build_service(&root, &store, spawner, project, service, &crate::build::BuildOptions::default())?;
+    }
     let image = prepare_image(&store, &args.service, &image_name, service.pull_policy.as_deref())?;
     crate::timing::phase("image");
     let tty = !args.process.no_tty && std::io::stdin().is_terminal();
@@ -312,34 +316,6 @@ fn prepare_image(
 fn image_failure(e: ImageError) -> Failure {
     let code = if matches!(e, ImageError::InvalidReference(_) | ImageError::NotFound(_)) { EXIT_INVALID } else { 1 };
     Failure { code, error: e.into() }
-}
-
-pub(super) struct StoreSource<'a> {
-    pub(super) store: &'a Store,
-}
-
-impl ImageSource for StoreSource<'_> {
-    fn has(&self, reference: &Reference) -> Result<bool, ImageError> {
-        Ok(self.store.resolve(&reference.to_string())?.is_some())
-    }
-
-    fn pull(&self, reference: &Reference) -> Result<(), ImageError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ImageError::io("tokio runtime", e))?;
-        let options = registry::PullOptions {
-            insecure_registries: Vec::new(),
-            docker_config: None,
-            progress: registry::Progress::Auto,
-            platform: None,
-        };
-        runtime.block_on(registry::pull(self.store, reference, &options)).map(|_| ())
-    }
-
-    fn make_host_image(&self) -> Result<(), ImageError> {
-        host::ensure_host_image(self.store).map(|_| ())
-    }
 }
 
 /// Removes what containers whose process is gone left behind (a berth killed with SIGKILL

@@ -62,6 +62,12 @@ pub struct UpArgs {
     /// Seconds recreated containers get to stop before SIGKILL.
     #[arg(short = 't', long)]
     pub timeout: Option<u64>,
+    /// Build the images of services with a `build:` section before starting.
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Do not build images, even missing ones.
+    #[arg(long)]
+    pub no_build: bool,
     /// Run the services' `develop.watch` rules; with -d the supervisor keeps watching.
     #[arg(short = 'w', long)]
     pub watch: bool,
@@ -79,8 +85,8 @@ pub struct DownArgs {
     /// Remove the project's named volumes (not external ones) too.
     #[arg(short = 'v', long)]
     pub volumes: bool,
-    /// Remove the services' images too: `all`, or `local` (only images without an `image:`
-    /// name, which berth does not make yet).
+    /// Remove the services' images too: `all`, or `local` (only the images of built services
+    /// without an `image:` name).
     #[arg(long, value_name = "TYPE", value_parser = ["all", "local"])]
     pub rmi: Option<String>,
     /// Accepted for compose's sake: `down` always removes every container of the project.
@@ -110,12 +116,15 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
     let request = up_request(options, project, args)?;
     let root = global.state_root();
     let store = Store::open(&root).map_err(failure)?;
+    build_images(&root, &store, project, args)?;
+    // Built services' images are there now; the others follow their pull policy.
     let wanted = project
         .services
         .iter()
+        .filter(|(_, s)| s.build.is_none())
         .filter_map(|(name, s)| Some((name.clone(), (s.image.clone()?, s.pull_policy.clone()))))
         .collect();
-    ensure_images(&super::run::StoreSource { store: &store }, &wanted).map_err(failure)?;
+    ensure_images(&crate::image::ensure::StoreSource { store: &store }, &wanted).map_err(failure)?;
     let report = match running_supervisor(&root, &project.name) {
         Some(dir) => converge(&dir, &request)?,
         None => start_supervisor(global, &root, &project.name, &request)?,
@@ -128,6 +137,36 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
         Some(signals) => super::attach::attach(global, project, args, &signals),
         None => Ok(0),
     }
+}
+
+/// Builds what `up` must build first, as compose does: with `--build` every service with a
+/// `build:` section, else those whose image is missing or whose `pull_policy` is `build`;
+/// nothing with `--no-build`.
+fn build_images(root: &std::path::Path, store: &Store, project: &Project, args: &UpArgs) -> Result<(), Failure> {
+    let mut to_build = Vec::new();
+    for service in project.services.values().filter(|s| s.build.is_some()) {
+        let image = service.image_name(&project.name).unwrap_or_default();
+        let missing = store.resolve(&image).map_err(failure)?.is_none();
+        let policy_build = service.pull_policy.as_deref() == Some("build");
+        if !args.no_build && (args.build || missing || policy_build) {
+            to_build.push(service);
+        } else if missing {
+            return Err(failure(anyhow!(
+                "service {:?}: image {image} is missing, and --no-build was given",
+                service.name
+            )));
+        }
+    }
+    if to_build.is_empty() {
+        return Ok(());
+    }
+    // RUN steps make containers: the spawner is forked now, while `up` still has one thread.
+    let spawner = Spawner::start().map_err(failure)?;
+    let options = crate::build::BuildOptions::default();
+    for service in to_build {
+        super::build::build_service(root, store, &spawner, project, service, &options)?;
+    }
+    Ok(())
 }
 
 /// The request `up` sends its supervisor, checked against the loaded project.
@@ -347,11 +386,17 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
             }
         }
     }
-    if args.rmi.as_deref() == Some("all") {
+    if let Some(which) = args.rmi.as_deref() {
         let store = Store::open(&root).map_err(failure)?;
-        let images: std::collections::BTreeSet<&str> =
-            loaded.project.services.values().filter_map(|s| s.image.as_deref()).collect();
-        for image in images {
+        // `local`: only the images berth named itself (built services without `image:`).
+        let project = &loaded.project;
+        let images: std::collections::BTreeSet<String> = project
+            .services
+            .values()
+            .filter(|s| which == "all" || s.image.is_none())
+            .filter_map(|s| s.image_name(&project.name))
+            .collect();
+        for image in &images {
             match store.resolve(image) {
                 Ok(Some(_)) => {
                     store.remove(image).map_err(failure)?;

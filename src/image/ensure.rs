@@ -5,15 +5,15 @@
 //! | `missing` (default; also `if_not_present`) | use it | pull |
 //! | `always` | pull (a no-op transfer when unchanged) | pull |
 //! | `never` | use it | error |
-//! | `build` | use it | error until berth can build |
+//! | `build` | built by `up` (see `cli::build`) | built by `up` |
 //! | `daily`, `weekly`, `every_<d>`, `refresh` | use it (berth keeps no pull dates yet) | pull |
 //!
 //! The host image (`berth.invalid/host`) is never pulled: it is made from this machine.
 
 use std::collections::BTreeMap;
 
-use super::host::HOST_IMAGE;
-use super::{ImageError, Reference};
+use super::host::{self, HOST_IMAGE};
+use super::{ImageError, Reference, Store, registry};
 
 /// Where images come from, so the policy can be tested without a registry.
 pub trait ImageSource {
@@ -73,10 +73,41 @@ fn decide(source: &dyn ImageSource, service: &str, reference: &Reference, policy
             reference.familiar()
         ))),
         "build" => Err(ImageError::NotFound(format!(
-            "{} (service {service:?} has pull_policy: build, and berth cannot build images yet)",
+            "{} (service {service:?} has pull_policy: build but nothing built it)",
             reference.familiar()
         ))),
         _ => pull(source),
+    }
+}
+
+/// The store as an [`ImageSource`]: pulls from registries, makes the host image.
+#[derive(Debug)]
+pub struct StoreSource<'a> {
+    /// The store.
+    pub store: &'a Store,
+}
+
+impl ImageSource for StoreSource<'_> {
+    fn has(&self, reference: &Reference) -> Result<bool, ImageError> {
+        Ok(self.store.resolve(&reference.to_string())?.is_some())
+    }
+
+    fn pull(&self, reference: &Reference) -> Result<(), ImageError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ImageError::io("tokio runtime", e))?;
+        let options = registry::PullOptions {
+            insecure_registries: Vec::new(),
+            docker_config: None,
+            progress: registry::Progress::Auto,
+            platform: None,
+        };
+        runtime.block_on(registry::pull(self.store, reference, &options)).map(|_| ())
+    }
+
+    fn make_host_image(&self) -> Result<(), ImageError> {
+        host::ensure_host_image(self.store).map(|_| ())
     }
 }
 
@@ -139,7 +170,7 @@ mod tests {
         let e = ensure_images(&fake, &images(&[("db", "postgres", Some("never"))])).unwrap_err().to_string();
         assert!(e.contains("pull_policy: never") && e.contains("postgres:latest") && e.contains("\"db\""), "{e}");
         let e = ensure_images(&fake, &images(&[("app", "app", Some("build"))])).unwrap_err().to_string();
-        assert!(e.contains("cannot build"), "{e}");
+        assert!(e.contains("pull_policy: build"), "{e}");
         assert!(fake.pulled.borrow().is_empty());
     }
 

@@ -317,6 +317,16 @@ pub struct Service {
 }
 
 impl Service {
+    /// The image the service runs: `image:`, else, for a service that is built, compose's
+    /// `<project>-<service>`.
+    pub fn image_name(&self, project: &str) -> Option<String> {
+        match (&self.image, &self.build) {
+            (Some(image), _) => Some(image.clone()),
+            (None, Some(_)) => Some(format!("{project}-{}", self.name)),
+            (None, None) => None,
+        }
+    }
+
     /// How many containers `up` runs: `scale`, else `deploy.replicas`, else 1.
     pub fn replicas(&self) -> u64 {
         self.scale.or_else(|| self.deploy.as_ref().and_then(|d| d.replicas)).unwrap_or(1)

@@ -32,12 +32,13 @@ impl Desired {
     pub fn resolve(root: &Path, project: Project, store: &Store) -> Result<Desired, SupervisorError> {
         let mut images: BTreeMap<String, ImageRecord> = BTreeMap::new();
         for (name, service) in &project.services {
-            let image = service.image.as_deref().ok_or_else(|| {
-                SupervisorError::Other(format!("service {name:?} has no image, and berth cannot build images yet"))
+            let image = service.image_name(&project.name).ok_or_else(|| {
+                SupervisorError::Other(format!("service {name:?} has neither an image nor a build section"))
             })?;
-            let record = store.resolve(image).map_err(|e| SupervisorError::Other(e.to_string()))?.ok_or_else(|| {
-                SupervisorError::Other(format!("service {name:?}: image {image} is not in the store"))
-            })?;
+            let record =
+                store.resolve(&image).map_err(|e| SupervisorError::Other(e.to_string()))?.ok_or_else(|| {
+                    SupervisorError::Other(format!("service {name:?}: image {image} is not in the store"))
+                })?;
             images.insert(name.clone(), record);
         }
         let keys: Vec<&str> = project

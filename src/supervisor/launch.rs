@@ -168,7 +168,7 @@ pub fn run(shared: &Shared, pending: Pending, restarts: u32) -> Result<Running, 
     shared.status.put(ContainerStatus {
         id: spec.id.clone(),
         name: spec.name.clone(),
-        image: service.image.clone().unwrap_or_default(),
+        image: service.image_name(&spec.project).unwrap_or_default(),
         command: shell_words::join(&spec.process.args),
         project: spec.project.clone(),
         service: spec.service.clone(),

@@ -173,11 +173,8 @@ async fn act(shared: &Arc<Shared>, rules: &Arc<Vec<CompiledRule>>, batch: Batch)
             restart(shared, &service).await;
         }
         Action::Rebuild => {
-            say(
-                shared,
-                &format!("Rebuilding service {service:?} after {changed} changed files (recreated from its image)"),
-            );
-            recreate(shared, &service).await;
+            say(shared, &format!("Rebuilding service {service:?} after {changed} changed files"));
+            rebuild(shared, &service).await;
         }
     }
 }
@@ -266,9 +263,28 @@ async fn restart(shared: &Arc<Shared>, service: &str) {
     }
 }
 
-/// `rebuild` until berth builds images: the service recreated from its image.
-async fn recreate(shared: &Arc<Shared>, service: &str) {
+/// `rebuild`: compose's `up --build --no-deps <service>` — the service's image built again
+/// (from the stack file as the last `up` loaded it), then the service recreated from it. A
+/// failed build is reported and the running containers are left alone.
+async fn rebuild(shared: &Arc<Shared>, service: &str) {
     let Some(mut request) = shared.last_up.lock().ok().and_then(|r| r.clone()) else { return };
+    let (done, built) = tokio::sync::oneshot::channel();
+    let thread_shared = Arc::clone(shared);
+    let thread_request = request.clone();
+    let name = service.to_owned();
+    // A thread of its own: the build may pull a base image on a runtime of its own.
+    std::thread::spawn(move || {
+        let _ = done.send(build_image(&thread_shared, &thread_request, &name));
+    });
+    match built.await {
+        Ok(Ok(Some(summary))) => say(shared, &summary),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => {
+            say(shared, &format!("Rebuild of service {service:?} failed: {e}"));
+            return;
+        }
+        Err(_) => return,
+    }
     request.services = vec![service.to_owned()];
     request.no_deps = true;
     request.force_recreate = true;
@@ -278,6 +294,31 @@ async fn recreate(shared: &Arc<Shared>, service: &str) {
     if let Err(e) = super::converge::up(shared, request).await {
         say(shared, &format!("Rebuild of service {service:?} failed: {e}"));
     }
+}
+
+/// Builds `service`'s image; `None` when it has no `build:` section (then it is only
+/// recreated, from its image).
+fn build_image(shared: &Shared, request: &UpRequest, service: &str) -> Result<Option<String>, String> {
+    let project = super::converge::load(request).map_err(|e| e.to_string())?;
+    let Some(config) = project.services.get(service).filter(|s| s.build.is_some()) else { return Ok(None) };
+    let options = crate::build::BuildOptions { quiet: true, ..crate::build::BuildOptions::default() };
+    let build_request = crate::build::request(&project, config, &options).map_err(|e| e.to_string())?;
+    let images = crate::image::ensure::StoreSource { store: &shared.store };
+    let quiet = |_: &str| {};
+    let builder = crate::build::Builder {
+        state_root: &shared.root,
+        store: &shared.store,
+        spawner: &shared.spawner,
+        images: &images,
+        progress: &quiet,
+    };
+    let built = builder.build(&build_request).map_err(|e| e.to_string())?;
+    Ok(Some(format!(
+        "Built image of service {service:?} ({}): {} steps run, {} from the cache",
+        built.record.id.short(),
+        built.ran,
+        built.cached
+    )))
 }
 
 /// Runs a `sync+exec` rule's hook in every running replica, and says how it ended.

@@ -74,6 +74,11 @@ impl Project {
         self
     }
 
+    /// The project's directory (the stack file's, and a build context).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The project's stack file.
     pub fn file(&self) -> PathBuf {
         self.dir.path().join("compose.yaml")

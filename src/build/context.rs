@@ -50,6 +50,9 @@ pub enum CopyError {
     /// A destination that cannot take the sources.
     #[error("destination {path:?}: {reason}")]
     Dest { path: String, reason: String },
+    /// A `--chmod` value that is not octal permission bits.
+    #[error("--chmod={spec}: only octal permission bits (such as 755) are supported")]
+    Chmod { spec: String },
     /// `--chown` names a user or group the destination does not have.
     #[error("--chown={spec}: {source}")]
     Chown { spec: String, source: UserError },
@@ -246,6 +249,7 @@ impl SourceTree {
             flags |= OFlags::NOFOLLOW;
         }
         let fd = in_root::open(root, &here, flags, Scope::InRoot).map_err(read_err("open", &here))?;
+        let mut children = Vec::new();
         for name in in_root::list(fd.as_fd()).map_err(read_err("list", &here))? {
             let child = rel.join(&name);
             let path = base.join(&child);
@@ -256,8 +260,8 @@ impl SourceTree {
             };
             let ftype = FileType::from_raw_mode(st.st_mode);
             let is_dir = ftype == FileType::Directory;
-            let tree_rel_ignored = self.ignore.matches(&path.to_string_lossy());
-            if tree_rel_ignored && !(is_dir && self.ignore.has_exceptions()) {
+            let ignored = self.ignore.matches(&path.to_string_lossy());
+            if ignored && !(is_dir && self.ignore.has_exceptions()) {
                 continue;
             }
             let kind = match ftype {
@@ -270,12 +274,17 @@ impl SourceTree {
                 // Sockets, FIFOs and devices are not build content.
                 _ => continue,
             };
-            let at = out.len();
-            out.push(Entry { rel: child.clone(), kind, mode: st.st_mode & 0o7777, mtime: mtime(&st) });
+            children.push((Entry { rel: child, kind, mode: st.st_mode & 0o7777, mtime: mtime(&st) }, ignored));
+        }
+        // One descriptor per level would run out on deep trees.
+        drop(fd);
+        for (entry, ignored) in children {
+            let (at, is_dir, child) = (out.len(), entry.kind == Kind::Dir, entry.rel.clone());
+            out.push(entry);
             if is_dir {
                 self.walk(root, base, &child, depth + 1, out)?;
                 // An excluded directory is only there for the exceptions below it.
-                if tree_rel_ignored && out.len() == at + 1 {
+                if ignored && out.len() == at + 1 {
                     out.truncate(at);
                 }
             }

@@ -37,7 +37,7 @@ pub fn parse_chmod(spec: &str) -> Result<u32, CopyError> {
     u32::from_str_radix(spec, 8)
         .ok()
         .filter(|mode| !spec.is_empty() && *mode <= 0o7777)
-        .ok_or_else(|| CopyError::Dest { path: spec.to_owned(), reason: "--chmod needs octal permission bits".into() })
+        .ok_or_else(|| CopyError::Chmod { spec: spec.to_owned() })
 }
 
 /// Resolves a `--chown` value (`user`, `user:group`, `uid:gid`, names allowed) in the
@@ -159,7 +159,7 @@ fn names_dir(dest: &str) -> bool {
 fn dir_err(path: &Path, e: Errno) -> CopyError {
     match e {
         Errno::NOTDIR | Errno::EXIST => {
-            CopyError::Dest { path: display(path), reason: "cannot copy a directory to a non-directory".into() }
+            CopyError::Dest { path: display(path), reason: "it (or a parent) exists and is not a directory".into() }
         }
         e => write_err("create directory", path)(e),
     }

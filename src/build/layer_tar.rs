@@ -23,6 +23,8 @@ use crate::image::digest::HashingWriter;
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// Overlay bookkeeping (`trusted.` as root, `user.` with `userxattr`), never layer content.
 const OVERLAY_XATTRS: [&[u8]; 2] = [b"trusted.overlay.", b"user.overlay."];
+/// Overlay xattrs whose meaning lives outside the upper directory.
+const OVERLAY_DEPENDENT: [&[u8]; 2] = [b".overlay.redirect", b".overlay.metacopy"];
 const NAME_LEN: usize = 100;
 const PREFIX_LEN: usize = 155;
 /// How deep the walk descends (one open directory handle per level is never held, but the
@@ -278,6 +280,15 @@ fn xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         if OVERLAY_XATTRS.iter().any(|p| name.starts_with(p)) {
+            // These make the upper directory depend on the lower ones (a renamed directory's
+            // contents, a copied-up file's data), which a layer cannot express.
+            if OVERLAY_DEPENDENT.iter().any(|suffix| name.ends_with(suffix)) {
+                return Err(io::Error::other(format!(
+                    "{}: carries overlay xattr {}; mount the build overlay with redirect_dir=off,metacopy=off",
+                    path.display(),
+                    String::from_utf8_lossy(name)
+                )));
+            }
             continue;
         }
         let name_str = std::ffi::OsStr::from_bytes(name);

@@ -165,3 +165,18 @@ fn empty_layer_is_two_zero_blocks() {
     assert_eq!(write_layer_tar(tmp.path(), &mut tar).unwrap(), 1024);
     assert!(tar.iter().all(|b| *b == 0));
 }
+
+#[test]
+fn upper_dirs_that_depend_on_lower_layers_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir(tmp.path().join("moved")).unwrap();
+    rustix::fs::setxattr(
+        tmp.path().join("moved"),
+        "trusted.overlay.redirect",
+        b"/old",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let err = diff_id(tmp.path()).unwrap_err();
+    assert!(err.to_string().contains("trusted.overlay.redirect"), "{err}");
+}

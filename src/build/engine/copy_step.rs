@@ -50,9 +50,7 @@ impl Run<'_, '_> {
         let mode = match &args.chmod {
             Some(text) => {
                 let text = self.expand(state, ins, text)?;
-                Some(u32::from_str_radix(&text, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
-                    self.instruction_error(ins, format!("--chmod={text}: only octal modes are supported"))
-                })?)
+                Some(copy::parse_chmod(&text).map_err(copy_error)?)
             }
             None => None,
         };

@@ -141,6 +141,16 @@ pub(super) fn services(ctx: &mut Ctx<'_>, service: &Service) {
         }
     };
     let spec_ports = service_ports(ctx, svc, &ports, service_type);
+    let internal_ports: Vec<Json> = spec_ports
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            if let Some(m) = p.as_object_mut() {
+                m.remove("nodePort");
+            }
+            p
+        })
+        .collect();
     if let Some(p) = ports.iter().find(|p| p.protocol == "TCP") {
         ctx.wait_ports.insert(svc.to_owned(), p.port);
     }
@@ -161,11 +171,15 @@ pub(super) fn services(ctx: &mut Ctx<'_>, service: &Service) {
             names.push(alias);
         }
     }
-    for n in names {
+    for (i, n) in names.into_iter().enumerate() {
+        // Aliases are names inside the cluster; only the service's own Service publishes
+        // (two could not take the same node port).
+        let (kind, ports) =
+            if i == 0 { (service_type, spec_ports.clone()) } else { ("ClusterIP", internal_ports.clone()) };
         let mut spec = Map::new();
-        spec.insert("type".into(), json!(service_type));
+        spec.insert("type".into(), json!(kind));
         spec.insert("selector".into(), Json::Object(ctx.selector(svc)));
-        spec.insert("ports".into(), Json::Array(spec_ports.clone()));
+        spec.insert("ports".into(), Json::Array(ports));
         let obj = json!({
             "apiVersion": "v1",
             "kind": "Service",

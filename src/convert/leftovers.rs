@@ -25,9 +25,6 @@ fn unsupported(service: &Service) -> Vec<(&'static str, String)> {
     if !service.ulimits.is_empty() {
         add(&mut out, "ulimits", "Kubernetes cannot set rlimits: the node's limits apply");
     }
-    if service.init == Some(true) {
-        add(&mut out, "init", "Kubernetes has no init process option: use an image with an init (tini)");
-    }
     if let Some(sig) = service.stop_signal.as_deref().filter(|s| !s.is_empty() && *s != "SIGTERM" && *s != "TERM") {
         out.push((
             "stop_signal",

@@ -241,6 +241,10 @@ fn pod_spec(
     if pod.service_account {
         spec.insert("serviceAccountName".into(), json!(waits::waiter_name(ctx)));
     }
+    if service.init == Some(true) {
+        // The pod's pause process becomes PID 1 and reaps zombies, as docker's init does.
+        spec.insert("shareProcessNamespace".into(), json!(true));
+    }
     if let Some(host) = service.hostname.as_deref().filter(|h| !h.is_empty()) {
         if is_dns1123_label(host) {
             spec.insert("hostname".into(), json!(host));

@@ -128,6 +128,22 @@ fn without_image(project: &Project, service: &str) {
     let _ = project.berth(&["rmi", &format!("{}-{service}", project.name)]);
 }
 
+#[test]
+fn a_run_that_deletes_hides_what_the_layers_below_have() {
+    let project = Project::new("bdelete", "  app:\n    build: .\n");
+    write(
+        &project,
+        "Dockerfile",
+        "FROM berth-test/busybox:latest\nRUN rm /etc/motd && rm -rf /data && mkdir /data && echo c > /data/c\n\
+         RUN mv /data /moved && echo d > /moved/d\n",
+    );
+    berth(&project, &["build", "--no-cache"], true);
+    let seen = berth(&project, &["run", "--rm", "app", "sh", "-c", "ls /moved; ls /data /etc/motd 2>&1; true"], true);
+    assert!(seen.contains("c\nd\n"), "the new directory, moved: {seen}");
+    assert!(!seen.contains("\na\n") && !seen.contains("\nb\n"), "the image's /data/a and /data/b stay deleted: {seen}");
+    assert!(seen.contains("/data: No such file") && seen.contains("/etc/motd: No such file"), "{seen}");
+}
+
 const SERVE_MSG: &str = r#"command: ["sh", "-c", "cat /msg; exec sleep 100000"]
     stop_signal: SIGKILL"#;
 

@@ -39,6 +39,9 @@ impl Run<'_, '_> {
         let name = ins.kind.name();
         let copy_error =
             |source: CopyError| BuildError::Copy { file: self.file.clone(), line: ins.line, instruction: name, source };
+        if let Some(flag) = args.flags.first() {
+            return Err(self.instruction_error(ins, format!("--{} is not supported", flag.name)));
+        }
         let dest = self.expand(state, ins, &args.dest)?;
         let dest = if dest.starts_with('/') {
             dest

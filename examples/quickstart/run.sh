@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: build berth, make the `busybox` image from Debian's
-# busybox-static (no registry, nothing downloaded but Debian packages), bring the quickstart
-# stack up (db healthy -> migrate done -> api), ask the API over its published port, show the
-# project, take it down. As root.
+# busybox-static (no registry, nothing downloaded but Debian packages), build the API's image
+# from its Dockerfile, bring the quickstart stack up (db healthy -> migrate done -> api), ask
+# the API over its published port, show the project, take it down. As root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "run as root: bash examples/quickstart/run.sh" >&2; exit 1; }
@@ -29,7 +29,7 @@ if ! target/release/berth images | grep -q '^docker.io/library/busybox \|^busybo
 fi
 
 trap '$berth down -t 0 >/dev/null' EXIT
-$berth up -d --wait
+$berth up -d --wait --build
 echo "--- GET http://127.0.0.1:18080/"
 exec 3<>/dev/tcp/127.0.0.1/18080
 printf 'GET / HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3

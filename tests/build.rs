@@ -144,6 +144,24 @@ fn a_run_that_deletes_hides_what_the_layers_below_have() {
     assert!(seen.contains("/data: No such file") && seen.contains("/etc/motd: No such file"), "{seen}");
 }
 
+#[test]
+fn run_reaches_the_outside_through_the_project_networks_nat() {
+    let outside = Outside::new("berth-test-build-outside");
+    let project = Project::new("bnat", "  app:\n    build: .\n");
+    // A nonce: a cached step would not connect again.
+    let nonce = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    write(
+        &project,
+        "Dockerfile",
+        &format!("FROM berth-test/busybox:latest\nRUN echo {nonce} && nc 198.51.100.2 9000 </dev/null > /answer\n"),
+    );
+    berth(&project, &["build"], true);
+    let peer = outside.peer.recv_timeout(std::time::Duration::from_secs(10)).expect("the outside host saw the RUN");
+    assert_eq!(peer.ip(), std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1)), "masqueraded");
+    let answer = berth(&project, &["run", "--rm", "app", "cat", "/answer"], true);
+    assert!(answer.contains("outside"), "{answer}");
+}
+
 const SERVE_MSG: &str = r#"command: ["sh", "-c", "cat /msg; exec sleep 100000"]
     stop_signal: SIGKILL"#;
 

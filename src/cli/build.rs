@@ -62,6 +62,8 @@ pub(super) fn build(global: &GlobalOptions, args: &BuildArgs, spawner: &Spawner)
         .filter(|s| args.services.is_empty() || args.services.contains(&s.name))
         .collect();
     let root = global.state_root();
+    // A build killed in a RUN leaves that container's directory: removed like `run`'s.
+    super::run::clean_stale(&root);
     let store = Store::open(&root).map_err(failure)?;
     for service in selected {
         build_service(&root, &store, spawner, project, service, &options)?;

@@ -1,10 +1,12 @@
 //! berth: a daemonless, compose-compatible multi-container composer for Linux.
 //!
 //! The crate is layered the way data flows: [`spec`] turns stack files into a typed
-//! [`spec::Project`], [`graph`] orders its services, and [`cli`] is the thin edge that prints.
+//! [`spec::Project`], [`graph`] orders its services, [`convert`] turns it into Kubernetes manifests, and [`cli`] is
+//! the thin edge that prints.
 
 pub mod build;
 pub mod cli;
+pub mod convert;
 pub mod graph;
 pub mod image;
 pub mod network;

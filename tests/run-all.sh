@@ -17,9 +17,10 @@ fi
 # Debian packages the tests use: image tools (test images are built from busybox-static with
 # umoci and skopeo, never downloaded), a registry that listens on 127.0.0.1 only, the packet
 # filters berth drives (iptables, and nftables for the nft backend's tests), iproute2 for the
-# tests' own "outside" namespaces, and python3 (a UDP server run from the host image).
+# tests' own "outside" namespaces, python3 (a UDP server run from the host image), and
+# python3-venv (convert.rs installs kubernetes-validate from PyPI into a virtualenv).
 need=""
-for pkg in umoci skopeo docker-registry busybox-static iptables nftables iproute2 python3; do
+for pkg in umoci skopeo docker-registry busybox-static iptables nftables iproute2 python3 python3-venv; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

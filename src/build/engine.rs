@@ -376,8 +376,14 @@ impl Run<'_, '_> {
             message: e.to_string(),
         })?;
         let images = self.builder.images;
-        if self.req.pull || !images.has(&reference)? {
-            images.pull(&reference)?;
+        let at_line = |e: crate::image::ImageError| BuildError::Instruction {
+            file: self.file.clone(),
+            line,
+            instruction: "FROM",
+            message: e.to_string(),
+        };
+        if self.req.pull || !images.has(&reference).map_err(at_line)? {
+            images.pull(&reference).map_err(at_line)?;
         }
         self.builder.store.resolve(&reference.to_string())?.ok_or_else(|| BuildError::Instruction {
             file: self.file.clone(),

@@ -3,9 +3,12 @@
 pub mod cache;
 pub mod context;
 pub mod copy;
+mod copy_archive;
 pub mod dockerfile;
 pub mod engine;
 mod error;
+mod glob;
+mod in_root;
 pub mod layer_tar;
 pub mod mounted;
 pub mod run_step;

@@ -129,6 +129,9 @@ fn mount_overlay(
         data.extend_from_slice(upper.as_os_str().as_bytes());
         data.extend_from_slice(b",workdir=");
         data.extend_from_slice(work.as_os_str().as_bytes());
+        // The upper directory becomes a layer on its own: no redirects to, and no metadata-only
+        // copies of, files in the lower layers.
+        data.extend_from_slice(b",redirect_dir=off,metacopy=off");
         // The layer is hashed and renamed into the store before anything uses it; a sync at
         // unmount would flush every dirty page of the host's disk for nothing.
         data.extend_from_slice(b",volatile");
@@ -153,4 +156,36 @@ fn mount_overlay(
     let _ = nix::unistd::chdir("/");
     mounted
         .map_err(|source| BuildError::Sys { what: format!("mount the build overlay at {}", target.display()), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_land_in_the_upper_directory_and_no_mount_outlives_the_thread() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mounting an overlay needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let lower = dir.path().join("layers/base");
+        std::fs::create_dir_all(&lower).unwrap();
+        std::fs::write(lower.join("old"), "old").unwrap();
+        let scratch_dir = dir.path().join("step");
+        std::fs::create_dir(&scratch_dir).unwrap();
+        let scratch = Scratch::create(&scratch_dir).unwrap();
+        let stack = LayerStack { layer_root: dir.path().join("layers"), lower: vec!["base".into()] };
+        let seen = with_mounted(&stack, Some(&stack), &scratch, |root, source| {
+            std::fs::write(root.join("new"), "new").unwrap();
+            Ok((std::fs::read_to_string(root.join("old")).unwrap(), source.map(Path::to_path_buf)))
+        })
+        .unwrap();
+        assert_eq!(seen.0, "old", "the lower layer shows through");
+        assert_eq!(seen.1, Some(lower), "one layer is its own read-only view");
+        assert_eq!(std::fs::read_to_string(scratch.upper.join("new")).unwrap(), "new");
+        assert!(!scratch.upper.join("old").exists(), "an unchanged file stays below");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&scratch.root.display().to_string()), "{mounts}");
+    }
 }

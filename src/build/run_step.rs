@@ -95,6 +95,9 @@ fn parse_mount(value: &str, ctx: &RunContext<'_>) -> Result<Mount, String> {
         fields.insert(k.to_ascii_lowercase(), v.to_owned());
     }
     let kind = fields.get("type").map_or("bind", String::as_str);
+    if !["cache", "tmpfs", "bind"].contains(&kind) {
+        return Err(format!("--mount=type={kind} is not supported (cache, bind or tmpfs)"));
+    }
     let target = fields
         .get("target")
         .or_else(|| fields.get("dst"))
@@ -198,6 +201,7 @@ pub fn run(
     };
     let mut spec = plan::container_spec(&plan_ctx, &service, &overrides)?;
     spec.rootfs.volatile = true;
+    spec.rootfs.self_contained = true;
     spec.mounts = command.mounts;
     if let Some(key) = network {
         let networks = setup::ensure_networks(ctx.state_root, ctx.project, [key])?;

@@ -258,8 +258,11 @@ pub fn describe(kind: &InstructionKind) -> String {
             command(c)
         }
         InstructionKind::Copy(a) | InstructionKind::Add(a) => {
-            let from = a.from.as_ref().map(|f| format!("--from={f} ")).unwrap_or_default();
-            format!("{from}{} {}", a.sources.join(" "), a.dest)
+            let flags: String = [("from", &a.from), ("chown", &a.chown), ("chmod", &a.chmod)]
+                .iter()
+                .filter_map(|(name, value)| Some(format!("--{name}={} ", value.as_ref()?)))
+                .collect();
+            format!("{flags}{} {}", a.sources.join(" "), a.dest)
         }
         InstructionKind::Env(p) | InstructionKind::Label(p) => pairs(p),
         InstructionKind::Arg(args) => args

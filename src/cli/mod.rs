@@ -5,6 +5,7 @@ mod attach;
 pub mod build;
 mod config;
 mod container;
+mod convert;
 mod events;
 mod format;
 mod graph;
@@ -78,6 +79,8 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Show the dependency graph: start waves and edges.
     Graph(graph::GraphArgs),
+    /// Convert the stack to Kubernetes manifests.
+    Convert(convert::ConvertArgs),
     /// Pull an image from a registry.
     Pull(image::PullArgs),
     /// Load images from an OCI layout (directory or tar) or a `docker save` archive.
@@ -257,6 +260,7 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Config(args) => config::run(&cli.global, &args),
         Command::Graph(args) => graph::run(&cli.global, &args),
+        Command::Convert(args) => convert::run(&cli.global, &args),
         Command::Pull(args) => image::pull(&cli.global, &args),
         Command::Load(args) => image::load(&cli.global, &args),
         Command::Import(args) => image::import(&cli.global, &args),

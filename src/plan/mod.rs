@@ -146,6 +146,7 @@ pub fn container_spec(
             lower,
             host_binds: ctx.image.host_binds.clone(),
             volatile: false,
+            self_contained: false,
         },
         process,
         hostname,

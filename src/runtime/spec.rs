@@ -103,6 +103,11 @@ pub struct Rootfs {
     /// to be trusted; podman does the same for its `--rm` containers.
     #[serde(default)]
     pub volatile: bool,
+    /// The upper directory must hold whole files and directories (a build step's layer):
+    /// overlayfs may not record a renamed directory as a redirect to a lower one, nor copy up
+    /// only a file's metadata.
+    #[serde(default)]
+    pub self_contained: bool,
 }
 
 /// The container's process.

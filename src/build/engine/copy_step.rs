@@ -39,6 +39,9 @@ impl Run<'_, '_> {
         let name = ins.kind.name();
         let copy_error =
             |source: CopyError| BuildError::Copy { file: self.file.clone(), line: ins.line, instruction: name, source };
+        if let Some(flag) = args.flags.first() {
+            return Err(self.instruction_error(ins, format!("--{} is not supported", flag.name)));
+        }
         let dest = self.expand(state, ins, &args.dest)?;
         let dest = if dest.starts_with('/') {
             dest
@@ -50,9 +53,7 @@ impl Run<'_, '_> {
         let mode = match &args.chmod {
             Some(text) => {
                 let text = self.expand(state, ins, text)?;
-                Some(u32::from_str_radix(&text, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
-                    self.instruction_error(ins, format!("--chmod={text}: only octal modes are supported"))
-                })?)
+                Some(copy::parse_chmod(&text).map_err(copy_error)?)
             }
             None => None,
         };

@@ -81,6 +81,9 @@ fn mount_overlay(spec: &ContainerSpec, dirs: &ContainerDirs) -> Result<(), Failu
     data.extend_from_slice(upper.as_os_str().as_bytes());
     data.extend_from_slice(b",workdir=");
     data.extend_from_slice(work.as_os_str().as_bytes());
+    if spec.rootfs.self_contained {
+        data.extend_from_slice(b",redirect_dir=off,metacopy=off");
+    }
     if spec.rootfs.volatile {
         data.extend_from_slice(b",volatile");
     }

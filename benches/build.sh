@@ -15,9 +15,12 @@
 # steps join the project's bridge network. podman: its own storage under the work directory
 # (--root, --runroot, --tmpdir, --network-config-dir; overlay driver, cgroupfs, file events),
 # `--pull=never`, layer caching on (the default), its default rootful network for RUN (a netavark
-# bridge per RUN container). At the end the berth project is taken down, podman's mounts and
-# storage and the work directory removed, and netavark's iptables chains deleted if they were not
-# there before. No network traffic beyond the containers' own bridges.
+# bridge per RUN container). Before each podman cold build its images are removed and the base
+# reloaded: a `--no-cache` build duplicates the chain of an earlier build, and buildah's cache
+# lookup may then follow the older chain and miss the late COPY in the "cached" build.
+# At the end the berth project is taken down, the mounts under the work directory (podman's
+# working containers of an interrupted build) unmounted, the work directory removed, and netavark's
+# iptables chains deleted if they were not there before. No traffic beyond the containers' bridges.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 samples=${1:-5}
@@ -40,7 +43,6 @@ netavark_before=$(iptables-save 2>/dev/null | grep -c NETAVARK || true)
 cleanup() {
   set +e
   "${berth[@]}" -f "$ctx/compose.yaml" down -t 0 >/dev/null 2>&1
-  "${podman[@]}" rm -af >/dev/null 2>&1   # the working containers of a failed build
   grep -F " $work/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | xargs -r -n1 umount -l
   rm -rf "$work"
   if [ "$netavark_before" = 0 ]; then   # netavark leaves its top-level chains behind
@@ -106,7 +108,7 @@ build() {
   if [ "$tool" = berth ]; then
     steps=$(sed -n 's/.*: \([0-9]*\) layer steps run, \([0-9]*\) from the cache.*/\1 run, \2 from the cache/p' "$out" | tail -1)
   else
-    steps="$(grep -c '^--> Using cache' "$out" || true) from the cache"
+    steps="$(grep -c '^--> Using cache' "$out" || true) of $(grep -Ec 'STEP [0-9]+/[0-9]+: [A-Z]' "$out" | awk '{ print $1 - 2 }') from the cache"   # FROMs aside
   fi
   printf '%s\t%s\t%s\t%s\n' "$tool" "$figure" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" "$steps" >> "$results"
 }
@@ -114,6 +116,10 @@ build() {
 for ((i = 0; i < samples; i++)); do
   if ((i % 2)); then order=(podman berth); else order=(berth podman); fi
   for tool in "${order[@]}"; do
+    if [ "$tool" = podman ]; then   # see the header: a fresh store, only the base image in it
+      "${podman[@]}" rmi -af >/dev/null 2>&1
+      "${podman[@]}" load -i "$images/busybox.docker.tar" >/dev/null 2>&1
+    fi
     build "$tool" cold --no-cache
     build "$tool" cached
     echo "generation=$i-$tool" > "$ctx/config/app.conf"
@@ -139,6 +145,6 @@ for figure, name in names.items():
     print(f"| {name} | {b:.2f} s | {p:.2f} s | {b / p:.2f} |")
 print()
 for figure in names:
-    print(f"# {figure}: berth {' / '.join(sorted(steps['berth', figure]))} layer steps;"
-          f" podman {' / '.join(sorted(steps['podman', figure]))} steps")
+    print(f"# {figure}: berth {' / '.join(sorted(steps['berth', figure]))} (layer steps);"
+          f" podman {' / '.join(sorted(steps['podman', figure]))} (steps)")
 PY

@@ -228,17 +228,7 @@ pub(crate) fn read_config(root: BorrowedFd<'_>, rel: &Path) -> Result<Option<Str
 /// An absolute build path cleaned as `filepath.Clean("/" + path)` does, as a relative path:
 /// `.` and empty names dropped, `..` applied lexically and never above the root.
 pub(crate) fn clean(path: &str) -> PathBuf {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            _ => parts.push(part),
-        }
-    }
-    parts.iter().collect()
+    PathBuf::from(crate::spec::volumes::clean_absolute(path).trim_start_matches('/'))
 }
 
 /// `rel` as the tree shows it: `/a/b`.

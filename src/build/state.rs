@@ -135,7 +135,7 @@ pub fn apply(state: &mut StageState, kind: &InstructionKind, escape: char) -> Re
         InstructionKind::Workdir(path) => {
             let path = x(state, path)?;
             let joined = if path.starts_with('/') { path } else { format!("{}/{path}", state.workdir()) };
-            state.config.config.working_dir = Some(clean(&joined));
+            state.config.config.working_dir = Some(crate::spec::volumes::clean_absolute(&joined));
         }
         InstructionKind::User(user) => {
             let user = x(state, user)?;
@@ -224,21 +224,6 @@ fn healthcheck(check: &Healthcheck) -> Result<HealthConfig, ConfigError> {
         start_interval: nanos("start-interval", start_interval)?,
         retries: retries.map(i64::from),
     })
-}
-
-/// An absolute path without `.`, `..` or doubled slashes.
-pub fn clean(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 /// How an instruction appears in progress lines and the image's history.
@@ -338,11 +323,5 @@ mod tests {
         s.config.config.cmd = Some(vec!["base".into()]);
         apply_all(&mut s, "ENTRYPOINT [\"/app\"]");
         assert_eq!(s.config.config.cmd, None);
-    }
-
-    #[test]
-    fn paths_are_cleaned() {
-        assert_eq!(clean("/a/./b/../c//d/"), "/a/c/d");
-        assert_eq!(clean("/.."), "/");
     }
 }

@@ -12,7 +12,7 @@
 //! is an ordinary layer of the store. When garbage collection has removed the layer, the
 //! entry is stale and the step runs again.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -66,11 +66,6 @@ impl Cache {
         if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, self.path(key)).is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-    }
-
-    /// The directory, for tests.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

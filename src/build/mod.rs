@@ -8,7 +8,7 @@ pub mod dockerfile;
 pub mod engine;
 mod error;
 mod glob;
-mod in_root;
+pub(crate) mod in_root;
 pub mod layer_tar;
 pub mod mounted;
 pub mod run_step;

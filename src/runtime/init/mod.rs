@@ -9,6 +9,7 @@
 //! joined namespaces, host name; the root filesystem ([`rootfs`]); the terminal; and last the
 //! identity and capabilities ([`process`]), which must come after everything needing privilege.
 
+mod copy_up;
 mod dev;
 mod kernfs;
 mod loopback;

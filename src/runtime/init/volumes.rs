@@ -2,14 +2,13 @@
 
 use std::fs;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use nix::fcntl::{AtFlags, OFlag};
 use nix::mount::{MsFlags, mount};
 
 use super::path::{Kind, Root, fd_path};
-use super::{Context, Failure, rootfs};
+use super::{Context, Failure, copy_up, rootfs};
 use crate::runtime::spec::{Mount, MountKind};
 use crate::runtime::state::ContainerDirs;
 
@@ -52,12 +51,8 @@ pub(super) fn mount_all(root: &Root, mounts: &[Mount]) -> Result<(), Failure> {
                 set_propagation(root, &m.target, propagation.as_deref())?;
             }
             MountKind::Volume { name, dir, copy_up } => {
-                if *copy_up
-                    && is_empty_dir(dir)
-                    && let Some(image_dir) = root.lookup(&m.target)?
-                {
-                    copy_up_into(Path::new(&fd_path(&image_dir)), dir)
-                        .context(|| format!("copy {} into volume {name}", m.target))?;
+                if *copy_up {
+                    copy_up_into(root, &m.target, dir).context(|| format!("copy {} into volume {name}", m.target))?;
                 }
                 rootfs::bind(root, &dir.to_string_lossy(), &m.target, m.read_only, Kind::Dir)?;
             }
@@ -94,46 +89,15 @@ fn set_propagation(root: &Root, target: &str, propagation: Option<&str>) -> Resu
         .context(|| format!("set propagation of {target}"))
 }
 
-fn is_empty_dir(dir: &Path) -> bool {
-    fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
-}
-
-/// Docker's copy-up: a new, empty volume gets the image's content at its mount point, with
-/// owners, modes and links kept (links are copied, never followed).
-fn copy_up_into(from: &Path, to: &Path) -> std::io::Result<()> {
-    // `from` is a /proc/self/fd magic link to the resolved directory: follow it.
-    let meta = fs::metadata(from)?;
-    if !meta.is_dir() {
+/// Docker's copy-up into a volume that is still empty, from descriptors on both sides (see
+/// [`copy_up`]).
+fn copy_up_into(root: &Root, target: &str, dir: &Path) -> std::io::Result<()> {
+    let volume = copy_up::open_volume(dir)?;
+    if !copy_up::is_empty(volume.as_fd())? {
         return Ok(());
     }
-    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
-    fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-    copy_children(from, to)
-}
-
-fn copy_children(from: &Path, to: &Path) -> std::io::Result<()> {
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let source = entry.path();
-        let target = to.join(entry.file_name());
-        let meta = fs::symlink_metadata(&source)?;
-        let file_type = meta.file_type();
-        if file_type.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&source)?, &target)?;
-            std::os::unix::fs::lchown(&target, Some(meta.uid()), Some(meta.gid()))?;
-            continue;
-        } else if file_type.is_dir() {
-            fs::create_dir(&target)?;
-            copy_children(&source, &target)?;
-        } else if file_type.is_file() {
-            fs::copy(&source, &target)?;
-        } else {
-            // Devices, fifos and sockets are not data; docker skips them too.
-            continue;
-        }
-        // Owner first: chown clears set-id bits, which the mode then restores.
-        std::os::unix::fs::lchown(&target, Some(meta.uid()), Some(meta.gid()))?;
-        fs::set_permissions(&target, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-    }
-    Ok(())
+    let Some(image_dir) = root.lookup(target).map_err(|Failure(e)| std::io::Error::other(e))? else {
+        return Ok(());
+    };
+    copy_up::copy(image_dir.as_fd(), volume.as_fd())
 }

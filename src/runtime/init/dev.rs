@@ -4,8 +4,8 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use nix::fcntl::OFlag;
-use nix::mount::{MsFlags, mount};
-use nix::sys::stat::{FchmodatFlags, Mode, SFlag, fchmodat, makedev, mknodat};
+use nix::mount::MsFlags;
+use nix::sys::stat::{FchmodatFlags, Mode, SFlag, fchmodat, makedev};
 
 use super::path::{Kind, Root, fd_path};
 use super::{Context, Failure};
@@ -24,10 +24,11 @@ const LINKS: [(&str, &str); 6] = [
 ];
 
 pub(super) fn populate(root: &Root, shm_size: u64) -> Result<(), Failure> {
+    let sys = root.sys();
     let at = root.ensure("/dev", Kind::Dir)?;
-    mount(
+    sys.mount(
         Some("tmpfs"),
-        fd_path(&at).as_str(),
+        &fd_path(&at),
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
@@ -35,19 +36,19 @@ pub(super) fn populate(root: &Root, shm_size: u64) -> Result<(), Failure> {
     .context(|| "mount /dev".into())?;
     let dev = root.open_at("/dev", OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
     for (name, major, minor) in DEVICES {
-        mknodat(dev.as_fd(), name, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
+        sys.mknod(dev.as_fd(), name, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
             .context(|| format!("mknod /dev/{name}"))?;
         // The umask inherited from berth would leave 0644.
         fchmodat(dev.as_fd(), name, Mode::from_bits_truncate(0o666), FchmodatFlags::FollowSymlink)
             .context(|| format!("chmod /dev/{name}"))?;
     }
     for (name, target) in LINKS {
-        nix::unistd::symlinkat(target, dev.as_fd(), name).context(|| format!("link /dev/{name}"))?;
+        sys.symlink(target, dev.as_fd(), name).context(|| format!("link /dev/{name}"))?;
     }
     let pts = root.ensure("/dev/pts", Kind::Dir)?;
-    mount(
+    sys.mount(
         Some("devpts"),
-        fd_path(&pts).as_str(),
+        &fd_path(&pts),
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
@@ -55,21 +56,21 @@ pub(super) fn populate(root: &Root, shm_size: u64) -> Result<(), Failure> {
     .context(|| "mount /dev/pts".into())?;
     let shm = root.ensure("/dev/shm", Kind::Dir)?;
     let shm_data = format!("mode=1777,size={shm_size}");
-    mount(
+    sys.mount(
         Some("shm"),
-        fd_path(&shm).as_str(),
+        &fd_path(&shm),
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some(shm_data.as_str()),
     )
     .context(|| "mount /dev/shm".into())?;
     let mqueue = root.ensure("/dev/mqueue", Kind::Dir)?;
-    mount(
+    sys.mount(
         Some("mqueue"),
-        fd_path(&mqueue).as_str(),
+        &fd_path(&mqueue),
         Some("mqueue"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
+        None,
     )
     .context(|| "mount /dev/mqueue".into())
 }

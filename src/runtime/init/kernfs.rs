@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::fd::AsFd;
 
 use nix::fcntl::OFlag;
-use nix::mount::{MsFlags, mount};
+use nix::mount::MsFlags;
 
 use std::path::Path;
 
@@ -37,8 +37,7 @@ pub(super) const NO_SUID_DEV_EXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::M
 
 pub(super) fn mount_proc(root: &Root) -> Result<(), Failure> {
     let at = root.ensure("/proc", Kind::Dir)?;
-    mount(Some("proc"), fd_path(&at).as_str(), Some("proc"), NO_SUID_DEV_EXEC, None::<&str>)
-        .context(|| "mount /proc".into())
+    root.sys().mount(Some("proc"), &fd_path(&at), Some("proc"), NO_SUID_DEV_EXEC, None).context(|| "mount /proc".into())
 }
 
 /// Writes namespaced sysctls through the container's /proc (they apply to the namespaces of
@@ -56,7 +55,8 @@ pub(super) fn write_sysctls(root: &Root, sysctls: &BTreeMap<String, String>) -> 
 /// A read-only sysfs of the container's network namespace.
 pub(super) fn mount_sys(root: &Root) -> Result<(), Failure> {
     let at = root.ensure("/sys", Kind::Dir)?;
-    mount(Some("sysfs"), fd_path(&at).as_str(), Some("sysfs"), NO_SUID_DEV_EXEC | MsFlags::MS_RDONLY, None::<&str>)
+    root.sys()
+        .mount(Some("sysfs"), &fd_path(&at), Some("sysfs"), NO_SUID_DEV_EXEC | MsFlags::MS_RDONLY, None)
         .context(|| "mount /sys".into())
 }
 
@@ -68,6 +68,7 @@ pub(super) fn mount_sys(root: &Root) -> Result<(), Failure> {
 /// host mounts.
 pub(super) fn mount_cgroups(root: &Root, id: &str) -> Result<(), Failure> {
     let Some(at) = root.lookup("/sys/fs/cgroup")? else { return Ok(()) };
+    let sys = root.sys();
     let ro = NO_SUID_DEV_EXEC | MsFlags::MS_RDONLY;
     let hierarchies = host_cgroup_mounts().map_err(|kind| Failure(format!("read /proc/self/mountinfo: {kind}")))?;
     if let [CgroupMount { point, fstype, .. }] = hierarchies
@@ -76,29 +77,29 @@ pub(super) fn mount_cgroups(root: &Root, id: &str) -> Result<(), Failure> {
     {
         let source = point.join(BERTH_DIR).join(id);
         if !source.is_dir() {
-            return mount(Some("cgroup2"), fd_path(&at).as_str(), Some("cgroup2"), ro, None::<&str>)
+            return sys
+                .mount(Some("cgroup2"), &fd_path(&at), Some("cgroup2"), ro, None)
                 .context(|| "mount /sys/fs/cgroup".into());
         }
-        mount(Some(&source), fd_path(&at).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .context(|| "bind /sys/fs/cgroup".into())?;
-        return rootfs::remount_read_only(root, "/sys/fs/cgroup", NO_SUID_DEV_EXEC);
+        // The container's own cgroup directory, read-only from the first moment it is seen.
+        return rootfs::attach(root, rustix::fs::CWD, &source.to_string_lossy(), &at, rootfs::SEALED)
+            .map(drop)
+            .context(|| "bind /sys/fs/cgroup".into());
     }
-    mount(Some("tmpfs"), fd_path(&at).as_str(), Some("tmpfs"), NO_SUID_DEV_EXEC, Some("mode=755"))
+    sys.mount(Some("tmpfs"), &fd_path(&at), Some("tmpfs"), NO_SUID_DEV_EXEC, Some("mode=755"))
         .context(|| "mount /sys/fs/cgroup".into())?;
     let own = v1_name(id);
-    let mut binds = Vec::new();
     for CgroupMount { point, fstype, options } in hierarchies {
         let Ok(name) = point.strip_prefix("/sys/fs/cgroup/") else { continue };
         let target = format!("/sys/fs/cgroup/{}", name.display());
         let dir = root.ensure(&target, Kind::Dir)?;
         let source = point.join(&own);
         if source.is_dir() {
-            mount(Some(&source), fd_path(&dir).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            sys.mount(Some(&source.to_string_lossy()), &fd_path(&dir), None, MsFlags::MS_BIND, None)
                 .context(|| format!("bind {target}"))?;
-            binds.push(target);
         } else {
             let data = (fstype == "cgroup").then_some(options.as_str());
-            mount(Some(fstype.as_str()), fd_path(&dir).as_str(), Some(fstype.as_str()), ro, data)
+            sys.mount(Some(fstype.as_str()), &fd_path(&dir), Some(fstype.as_str()), ro, data)
                 .context(|| format!("mount {target}"))?;
         }
     }
@@ -107,38 +108,32 @@ pub(super) fn mount_cgroups(root: &Root, id: &str) -> Result<(), Failure> {
         let base = root.lookup("/sys/fs/cgroup")?.ok_or_else(|| Failure("/sys/fs/cgroup vanished".into()))?;
         for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_symlink())) {
             if let Ok(target) = std::fs::read_link(entry.path()) {
-                let _ = nix::unistd::symlinkat(&target, base.as_fd(), entry.file_name().as_os_str());
+                let _ = sys.symlink(&target.to_string_lossy(), base.as_fd(), &entry.file_name().to_string_lossy());
             }
         }
     }
     // The binds are read-only, like the rest (the fresh mounts already are).
-    rootfs::seal_tree(root, "/sys/fs/cgroup", &binds)
+    rootfs::seal_tree(root, "/sys/fs/cgroup")
 }
 
 /// Docker's masked and read-only paths (not for privileged containers).
 pub(super) fn mask(root: &Root) -> Result<(), Failure> {
+    let sys = root.sys();
     let null = root.lookup("/dev/null")?.ok_or_else(|| Failure("/dev/null is missing".into()))?;
     for path in MASKED {
         let Some(at) = root.lookup(path)? else { continue };
         let is_dir = nix::sys::stat::fstat(&at).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(false);
         let result = if is_dir {
-            mount(Some("tmpfs"), fd_path(&at).as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+            sys.mount(Some("tmpfs"), &fd_path(&at), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
         } else {
-            mount(Some(fd_path(&null).as_str()), fd_path(&at).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            sys.mount(Some(&fd_path(&null)), &fd_path(&at), None, MsFlags::MS_BIND, None)
         };
         result.context(|| format!("mask {path}"))?;
     }
     for path in READ_ONLY {
         let Some(at) = root.lookup(path)? else { continue };
-        mount(
-            Some(fd_path(&at).as_str()),
-            fd_path(&at).as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .context(|| format!("bind {path}"))?;
-        rootfs::remount_read_only(root, path, NO_SUID_DEV_EXEC)?;
+        // A read-only copy of the path's own tree over itself, resolved once.
+        rootfs::attach(root, at.as_fd(), "", &at, rootfs::SEALED).context(|| format!("make {path} read-only"))?;
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ mod path;
 mod process;
 mod reaper;
 mod rootfs;
+mod sys;
 mod volumes;
 
 use std::convert::Infallible;
@@ -104,7 +105,7 @@ fn container(request: &CreateRequest, sync: BorrowedFd<'_>) -> Result<Infallible
         loopback::bring_up()?;
     }
     // The root is built while the parent moves this process into its cgroup.
-    let root = rootfs::prepare(spec, &request.dirs)?;
+    let root = rootfs::prepare(&sys::KERNEL, spec, &request.dirs)?;
     crate::timing::phase("child prepared");
     wait_for_go(sync)?;
     crate::timing::phase("child go");

@@ -10,12 +10,14 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::{Mode, mkdirat};
 
+use super::sys::Sys;
 use super::{Context, Failure};
 
 /// An open root directory.
 #[derive(Debug)]
 pub(super) struct Root {
     fd: OwnedFd,
+    sys: &'static dyn Sys,
 }
 
 /// What to create at the end of a path that does not exist.
@@ -26,10 +28,15 @@ pub(super) enum Kind {
 }
 
 impl Root {
-    pub(super) fn open(path: &Path) -> Result<Root, Failure> {
+    pub(super) fn open(sys: &'static dyn Sys, path: &Path) -> Result<Root, Failure> {
         let fd = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .context(|| format!("open {}", path.display()))?;
-        Ok(Root { fd })
+        Ok(Root { fd, sys })
+    }
+
+    /// The system calls that change mounts and make devices.
+    pub(super) fn sys(&self) -> &'static dyn Sys {
+        self.sys
     }
 
     /// Resolves `target` (absolute in the container) to an `O_PATH` descriptor, or `None`.

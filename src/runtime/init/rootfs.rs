@@ -6,12 +6,13 @@
 //! so none of them propagates to the host and all of them vanish with the namespace: a
 //! container that dies, even by SIGKILL, leaves no mount behind.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MntFlags, MsFlags};
 
-use super::path::{Kind, Root, fd_path};
+use super::path::{Kind, Root};
+use super::sys::Sys;
 use super::{Context, Failure, dev, kernfs, volumes};
 use crate::runtime::spec::ContainerSpec;
 use crate::runtime::state::ContainerDirs;
@@ -19,16 +20,19 @@ use crate::runtime::state::ContainerDirs;
 /// Mount data beyond a page is refused by the kernel.
 const PAGE: usize = 4096;
 
+/// `mount_setattr` flags of a read-only kernel-file-system view.
+pub(super) const SEALED: u64 =
+    libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC;
+
 /// Everything that does not depend on the container's cgroup: done while the parent makes the
 /// cgroup and places the process in it (a write to `cgroup.procs` can wait a whole RCU grace
 /// period).
-pub(super) fn prepare(spec: &ContainerSpec, dirs: &ContainerDirs) -> Result<Root, Failure> {
+pub(super) fn prepare(sys: &'static dyn Sys, spec: &ContainerSpec, dirs: &ContainerDirs) -> Result<Root, Failure> {
     // Nothing mounted from here on may propagate back to the host (and pivot_root refuses a
     // shared root).
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
-        .context(|| "make / rslave".into())?;
-    mount_overlay(spec, dirs)?;
-    let root = Root::open(&dirs.rootfs())?;
+    sys.mount(None, "/", None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None).context(|| "make / rslave".into())?;
+    mount_overlay(sys, spec, dirs)?;
+    let root = Root::open(sys, &dirs.rootfs())?;
     for host in &spec.rootfs.host_binds {
         let target = host.to_string_lossy();
         bind(&root, &host.to_string_lossy(), &target, true, Kind::Dir)?;
@@ -50,23 +54,18 @@ pub(super) fn prepare(spec: &ContainerSpec, dirs: &ContainerDirs) -> Result<Root
 /// The rest, once the process is in its cgroup and its cgroup namespace (the parent makes the
 /// cgroup while this process prepares): the cgroup hierarchies, then `pivot_root`.
 pub(super) fn finish(root: Root, spec: &ContainerSpec, dirs: &ContainerDirs) -> Result<(), Failure> {
+    let sys = root.sys();
     kernfs::mount_cgroups(&root, &spec.id)?;
     drop(root);
-    pivot(&dirs.rootfs())?;
+    pivot(sys, &dirs.rootfs())?;
     if spec.read_only {
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
-        )
-        .context(|| "make the root file system read-only".into())?;
+        sys.mount(None, "/", None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)
+            .context(|| "make the root file system read-only".into())?;
     }
     Ok(())
 }
 
-fn mount_overlay(spec: &ContainerSpec, dirs: &ContainerDirs) -> Result<(), Failure> {
+fn mount_overlay(sys: &dyn Sys, spec: &ContainerSpec, dirs: &ContainerDirs) -> Result<(), Failure> {
     let upper = dirs.upper();
     let work = dirs.work();
     let mut data = Vec::with_capacity(PAGE);
@@ -92,89 +91,67 @@ fn mount_overlay(spec: &ContainerSpec, dirs: &ContainerDirs) -> Result<(), Failu
     }
     let data = String::from_utf8_lossy(&data).into_owned();
     // Short, relative lowerdir entries: resolved against the layer links directory.
-    nix::unistd::chdir(&spec.rootfs.layer_root).context(|| format!("chdir {}", spec.rootfs.layer_root.display()))?;
-    let target = dirs.rootfs();
-    let mut mounted = mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(data.as_str()));
+    sys.chdir(&spec.rootfs.layer_root).context(|| format!("chdir {}", spec.rootfs.layer_root.display()))?;
+    let target = dirs.rootfs().to_string_lossy().into_owned();
+    let mut mounted = sys.mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(data.as_str()));
     if mounted == Err(nix::errno::Errno::EINVAL)
         && let Some(durable) = data.strip_suffix(",volatile")
     {
         // A kernel before 5.10 has no `volatile`: an unmount that syncs is only slower.
-        mounted = mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(durable));
+        mounted = sys.mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(durable));
     }
-    nix::unistd::chdir("/").context(|| "chdir /".into())?;
+    sys.chdir(std::path::Path::new("/")).context(|| "chdir /".into())?;
     mounted.context(|| "mount the overlay root file system".into())
 }
 
-/// Bind-mounts `source` (a host path) at `target` in the root, optionally read-only.
-pub(super) fn bind(root: &Root, source: &str, target: &str, read_only: bool, kind: Kind) -> Result<(), Failure> {
+/// Bind-mounts `source` (a host path) and every mount below it at `target` in the root; with
+/// `read_only`, every one of those mounts is read-only, submounts included. The tree is cloned
+/// detached (`open_tree`), made read-only there (`mount_setattr(AT_RECURSIVE)`) and attached
+/// on the descriptor `target` resolved to (`move_mount`): the target is looked up once, in
+/// the root, and the mount is never writable in the container, not even for a moment.
+/// Returns the attached tree (its `/proc/self/fd` path names the new mount).
+pub(super) fn bind(root: &Root, source: &str, target: &str, read_only: bool, kind: Kind) -> Result<OwnedFd, Failure> {
     let at = root.ensure(target, kind)?;
-    mount(Some(source), fd_path(&at).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .context(|| format!("bind {source} at {target}"))?;
-    if read_only {
-        remount_read_only(root, target, MsFlags::empty())?;
-    }
-    Ok(())
+    let attrs = if read_only { libc::MOUNT_ATTR_RDONLY } else { 0 };
+    attach(root, rustix::fs::CWD, source, &at, attrs).context(|| format!("bind {source} at {target}"))
 }
 
-/// Remounts the mount at `target` read-only, keeping `keep` flags.
-pub(super) fn remount_read_only(root: &Root, target: &str, keep: MsFlags) -> Result<(), Failure> {
-    // Resolve again: the descriptor from before the mount refers to the covered directory.
-    let at = root.lookup(target)?.ok_or_else(|| Failure(format!("{target} vanished")))?;
-    mount(
-        None::<&str>,
-        fd_path(&at).as_str(),
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
-        None::<&str>,
-    )
-    .context(|| format!("make {target} read-only"))
+/// A copy of the mount tree at `path` below `dir` with `attrs` set on every mount of it,
+/// attached on `at`.
+pub(super) fn attach(
+    root: &Root,
+    dir: std::os::fd::BorrowedFd<'_>,
+    path: &str,
+    at: &OwnedFd,
+    attrs: u64,
+) -> nix::Result<OwnedFd> {
+    let sys = root.sys();
+    let tree = sys.clone_tree(dir, path)?;
+    if attrs != 0 {
+        sys.set_attr(tree.as_fd(), attrs, true)?;
+    }
+    sys.move_tree(tree.as_fd(), at.as_fd())?;
+    Ok(tree)
 }
 
 /// Makes the mount at `target` and every mount under it read-only, nosuid, nodev and noexec
-/// with one `mount_setattr(2)` (Linux 5.12) rather than a remount each; on an older kernel,
-/// remounts `target` and each of `submounts` (paths in the root) one by one.
-pub(super) fn seal_tree(root: &Root, target: &str, submounts: &[String]) -> Result<(), Failure> {
+/// with one `mount_setattr(2)`.
+pub(super) fn seal_tree(root: &Root, target: &str) -> Result<(), Failure> {
     let at = root.lookup(target)?.ok_or_else(|| Failure(format!("{target} vanished")))?;
-    let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: `at` is an open descriptor, the path is a NUL-terminated empty string (with
-    // AT_EMPTY_PATH the call acts on the descriptor itself), and `attr` is a live, initialised
-    // mount_attr whose size is passed along; the kernel only reads it.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            at.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &raw const attr,
-            size_of::<libc::mount_attr>(),
-        )
-    };
-    if result == 0 {
-        return Ok(());
-    }
-    match nix::errno::Errno::last() {
-        nix::errno::Errno::ENOSYS => {
-            for submount in submounts {
-                remount_read_only(root, submount, kernfs::NO_SUID_DEV_EXEC)?;
-            }
-            remount_read_only(root, target, kernfs::NO_SUID_DEV_EXEC)
-        }
-        e => Err(Failure(format!("make {target} read-only: {e}"))),
-    }
+    root.sys().set_attr(at.as_fd(), SEALED, true).context(|| format!("make {target} read-only"))
 }
 
-fn pivot(rootfs: &std::path::Path) -> Result<(), Failure> {
-    nix::unistd::chdir(rootfs).context(|| "chdir to the root file system".into())?;
+fn pivot(sys: &dyn Sys, rootfs: &std::path::Path) -> Result<(), Failure> {
+    sys.chdir(rootfs).context(|| "chdir to the root file system".into())?;
     // pivot_root(".", ".") stacks the old root on top of the new one at "/"; detaching it
     // leaves only the container's root. No directory is needed for the old root.
-    nix::unistd::pivot_root(".", ".").context(|| "pivot_root".into())?;
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+    sys.pivot_root(".", ".").context(|| "pivot_root".into())?;
+    sys.mount(None, ".", None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)
         .context(|| "make the old root rslave".into())?;
-    umount2(".", MntFlags::MNT_DETACH).context(|| "detach the old root".into())?;
-    nix::unistd::chdir("/").context(|| "chdir /".into())
+    sys.umount(".", MntFlags::MNT_DETACH).context(|| "detach the old root".into())?;
+    sys.chdir(std::path::Path::new("/")).context(|| "chdir /".into())
 }
+
+#[cfg(test)]
+#[path = "rootfs_tests.rs"]
+mod tests;

@@ -1,11 +1,11 @@
 //! The init layer's files and the service's volumes, binds and tmpfs mounts.
 
 use std::fs;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::{AtFlags, OFlag};
-use nix::mount::{MsFlags, mount};
+use nix::mount::MsFlags;
 
 use super::path::{Kind, Root, fd_path};
 use super::{Context, Failure, copy_up, rootfs};
@@ -28,7 +28,7 @@ pub(super) fn init_layer(root: &Root, dirs: &ContainerDirs) -> Result<(), Failur
                 .context(|| format!("replace the link /etc/{name}"))?;
         }
         let source = dirs.init_file(name);
-        rootfs::bind(root, &source.to_string_lossy(), &format!("/etc/{name}"), false, Kind::File)?;
+        drop(rootfs::bind(root, &source.to_string_lossy(), &format!("/etc/{name}"), false, Kind::File)?);
     }
     Ok(())
 }
@@ -47,14 +47,14 @@ pub(super) fn mount_all(root: &Root, mounts: &[Mount]) -> Result<(), Failure> {
                     fs::create_dir_all(source).context(|| format!("create {}", source.display()))?;
                 }
                 let kind = if source.is_dir() { Kind::Dir } else { Kind::File };
-                rootfs::bind(root, &source.to_string_lossy(), &m.target, m.read_only, kind)?;
-                set_propagation(root, &m.target, propagation.as_deref())?;
+                let tree = rootfs::bind(root, &source.to_string_lossy(), &m.target, m.read_only, kind)?;
+                set_propagation(root, &tree, &m.target, propagation.as_deref())?;
             }
             MountKind::Volume { name, dir, copy_up } => {
                 if *copy_up {
                     copy_up_into(root, &m.target, dir).context(|| format!("copy {} into volume {name}", m.target))?;
                 }
-                rootfs::bind(root, &dir.to_string_lossy(), &m.target, m.read_only, Kind::Dir)?;
+                drop(rootfs::bind(root, &dir.to_string_lossy(), &m.target, m.read_only, Kind::Dir)?);
             }
             MountKind::Tmpfs { size, mode } => {
                 let at = root.ensure(&m.target, Kind::Dir)?;
@@ -66,7 +66,8 @@ pub(super) fn mount_all(root: &Root, mounts: &[Mount]) -> Result<(), Failure> {
                 if m.read_only {
                     flags |= MsFlags::MS_RDONLY;
                 }
-                mount(Some("tmpfs"), fd_path(&at).as_str(), Some("tmpfs"), flags, Some(data.as_str()))
+                root.sys()
+                    .mount(Some("tmpfs"), &fd_path(&at), Some("tmpfs"), flags, Some(data.as_str()))
                     .context(|| format!("mount tmpfs at {}", m.target))?;
             }
         }
@@ -74,7 +75,9 @@ pub(super) fn mount_all(root: &Root, mounts: &[Mount]) -> Result<(), Failure> {
     Ok(())
 }
 
-fn set_propagation(root: &Root, target: &str, propagation: Option<&str>) -> Result<(), Failure> {
+/// Sets the propagation of the bind just attached, through the attached tree's descriptor (no
+/// second lookup of `target`).
+fn set_propagation(root: &Root, tree: &OwnedFd, target: &str, propagation: Option<&str>) -> Result<(), Failure> {
     let flags = match propagation.unwrap_or("rprivate") {
         "private" => MsFlags::MS_PRIVATE,
         "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
@@ -84,9 +87,7 @@ fn set_propagation(root: &Root, target: &str, propagation: Option<&str>) -> Resu
         "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
         other => return Err(Failure(format!("{target}: unknown bind propagation {other:?}"))),
     };
-    let at = root.lookup(target)?.ok_or_else(|| Failure(format!("{target} vanished")))?;
-    mount(None::<&str>, fd_path(&at).as_str(), None::<&str>, flags, None::<&str>)
-        .context(|| format!("set propagation of {target}"))
+    root.sys().mount(None, &fd_path(tree), None, flags, None).context(|| format!("set propagation of {target}"))
 }
 
 /// Docker's copy-up into a volume that is still empty, from descriptors on both sides (see

@@ -197,7 +197,7 @@ async fn sync_batch(shared: &Arc<Shared>, rules: &Arc<Vec<CompiledRule>>, index:
             }
             for path in &changed {
                 if let Some(inside) = rule.map(path) {
-                    match into.copy_in(path, &inside) {
+                    match into.copy_in_from(rule.path(), path, &inside) {
                         Ok(n) => written += n,
                         // Gone again since the event: the next batch says so.
                         Err(_) if !path.exists() => {}
@@ -239,7 +239,7 @@ fn sync_all_into(rule: &CompiledRule, spec: &ContainerSpec, pid: i32) -> usize {
                 pending.extend(entries.flatten().map(|e| e.path()));
             }
         } else if let Some(inside) = rule.map(&path) {
-            written += into.copy_in(&path, &inside).unwrap_or(0);
+            written += into.copy_in_from(rule.path(), &path, &inside).unwrap_or(0);
         }
     }
     written

@@ -13,17 +13,16 @@
 //! overlay upper directory or a volume mounted in it.
 
 use std::ffi::{CString, OsStr};
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{
-    AtFlags, Dir, FileType, Gid, Mode, OFlags, ResolveFlags, Uid, chownat, fchmod, fchown, fstat, mkdirat, openat,
-    openat2, renameat, statat, symlinkat, unlinkat,
+    AtFlags, Dir, FileType, Gid, Mode, OFlags, ResolveFlags, Stat, Uid, chownat, fchmod, fchown, fstat, mkdirat,
+    openat, openat2, readlinkat, renameat, statat, symlinkat, unlinkat,
 };
 use rustix::io::Errno;
 
@@ -144,9 +143,20 @@ impl SyncTarget {
     /// copied into); below that, an entry of another type than the host's is replaced.
     /// Returns the number of files (and symlinks) written.
     pub fn copy_in(&self, source: &Path, target: &str) -> Result<usize, SyncError> {
+        self.copy_in_from(source, source, target)
+    }
+
+    /// [`copy_in`](Self::copy_in) of `source`, a path in the watched host tree `tree` (the
+    /// rule's path, which is followed as configured). Below `tree` no symlink is followed on
+    /// the host: each name is opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` from
+    /// its parent's descriptor, so a link in the tree (`src/cfg -> /etc`) or one swapped in
+    /// while sync runs cannot make it read a host file outside the tree (`ELOOP`).
+    pub fn copy_in_from(&self, tree: &Path, source: &Path, target: &str) -> Result<usize, SyncError> {
+        let (parent, name) = open_host(tree, source)?;
+        let host = Host { dir: parent.as_fd(), name: &name, path: source };
         let parts = components(target)?;
-        let meta = fs::symlink_metadata(source).map_err(from_host(source))?;
-        if meta.is_dir() {
+        let meta = host.stat()?;
+        if is_type(&meta, FileType::Directory) {
             // An existing directory, or a symlink to one inside the root, is copied into.
             match self.resolve(&parts, OFlags::RDONLY | OFlags::DIRECTORY) {
                 Ok(dir) => {
@@ -154,7 +164,8 @@ impl SyncTarget {
                     if !parts.is_empty() {
                         fchmod(&dir, mode_of(&meta)).map_err(in_container("chmod", target))?;
                     }
-                    return self.copy_children(dir.as_fd(), source, target);
+                    let from = host.open(OFlags::RDONLY | OFlags::DIRECTORY)?;
+                    return self.copy_children(dir.as_fd(), from.as_fd(), source, target);
                 }
                 Err(Errno::NOENT | Errno::NOTDIR) => {}
                 Err(e) => return Err(in_container("resolve", target)(e)),
@@ -164,7 +175,7 @@ impl SyncTarget {
             return Err(SyncError::InvalidPath { path: target.to_owned(), reason: "only a directory can go to /" });
         };
         let dir = self.ensure_dir(parent, target)?;
-        self.copy_entry(dir.as_fd(), name, source, &meta, target)
+        self.copy_entry(dir.as_fd(), name, &host, &meta, target)
     }
 
     /// Removes `target` (a file, a symlink — never what it points to — or a directory with
@@ -228,17 +239,19 @@ impl SyncTarget {
         fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(in_container("chown", path))
     }
 
-    /// Copies host `source` (described by `meta`) to `name` in the container directory `parent`.
+    /// Copies host entry `source` (described by `meta`) to `name` in the container directory
+    /// `parent`.
     fn copy_entry(
         &self,
         parent: BorrowedFd<'_>,
         name: &str,
-        source: &Path,
-        meta: &Metadata,
+        source: &Host<'_>,
+        meta: &Stat,
         path: &str,
     ) -> Result<usize, SyncError> {
-        let kind = meta.file_type();
-        if kind.is_dir() {
+        let kind = FileType::from_raw_mode(meta.st_mode);
+        if kind == FileType::Directory {
+            let from = source.open(OFlags::RDONLY | OFlags::DIRECTORY)?;
             let dir = match open_child(parent, name, OFlags::RDONLY | OFlags::DIRECTORY) {
                 Ok(dir) => dir,
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => {
@@ -250,9 +263,14 @@ impl SyncTarget {
                 Err(e) => return Err(in_container("open", path)(e)),
             };
             fchmod(&dir, mode_of(meta)).map_err(in_container("chmod", path))?;
-            self.copy_children(dir.as_fd(), source, path)
-        } else if kind.is_file() {
-            let mut from = File::open(source).map_err(from_host(source))?;
+            self.copy_children(dir.as_fd(), from.as_fd(), source.path, path)
+        } else if kind == FileType::RegularFile {
+            // O_NONBLOCK: an entry swapped for a FIFO since the stat must not hang sync.
+            let from = source.open(OFlags::RDONLY | OFlags::NONBLOCK)?;
+            if !fstat(&from).is_ok_and(|st| is_type(&st, FileType::RegularFile)) {
+                return Ok(0);
+            }
+            let mut from = File::from(from);
             let mode = mode_of(meta);
             self.replace(parent, name, path, |dir, temp| {
                 let fd = openat(
@@ -271,10 +289,10 @@ impl SyncTarget {
                 fchmod(&fd, mode)
             })?;
             Ok(1)
-        } else if kind.is_symlink() {
-            let link = fs::read_link(source).map_err(from_host(source))?;
+        } else if kind == FileType::Symlink {
+            let link = readlinkat(source.dir, source.name, Vec::new()).map_err(host_error(source.path))?;
             self.replace(parent, name, path, |dir, temp| {
-                symlinkat(&link, dir, temp)?;
+                symlinkat(link.as_c_str(), dir, temp)?;
                 if let Some((uid, gid)) = self.owner {
                     let fd = open_child(dir, temp, OFlags::PATH)?;
                     let flags = AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW;
@@ -288,19 +306,41 @@ impl SyncTarget {
         }
     }
 
-    /// Copies the entries of host directory `source` into the container directory `dir`.
-    fn copy_children(&self, dir: BorrowedFd<'_>, source: &Path, path: &str) -> Result<usize, SyncError> {
+    /// Copies the entries of the host directory `from` (at `source`) into the container
+    /// directory `dir`.
+    fn copy_children(
+        &self,
+        dir: BorrowedFd<'_>,
+        from: BorrowedFd<'_>,
+        source: &Path,
+        path: &str,
+    ) -> Result<usize, SyncError> {
         let mut written = 0;
-        for entry in fs::read_dir(source).map_err(from_host(source))? {
-            let entry = entry.map_err(from_host(source))?;
-            let from = entry.path();
-            let meta = fs::symlink_metadata(&from).map_err(from_host(&from))?;
-            let file_name = entry.file_name();
+        let mut names = Vec::new();
+        for entry in Dir::read_from(from).map_err(host_error(source))? {
+            let entry = entry.map_err(host_error(source))?;
+            let bytes = entry.file_name().to_bytes();
+            if bytes != b"." && bytes != b".." {
+                names.push(OsStr::from_bytes(bytes).to_owned());
+            }
+        }
+        for file_name in names {
+            let child_source = source.join(&file_name);
             let Some(name) = file_name.to_str() else {
-                return Err(SyncError::Source { path: from, source: io::Error::other("the name is not UTF-8") });
+                return Err(SyncError::Source {
+                    path: child_source,
+                    source: io::Error::other("the name is not UTF-8"),
+                });
+            };
+            let host = Host { dir: from, name: &file_name, path: &child_source };
+            let meta = match host.stat() {
+                Ok(meta) => meta,
+                // Removed since the listing: the next batch says so.
+                Err(SyncError::Source { source, .. }) if source.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
             };
             let child = format!("{}/{name}", path.trim_end_matches('/'));
-            written += self.copy_entry(dir, name, &from, &meta, &child)?;
+            written += self.copy_entry(dir, name, &host, &meta, &child)?;
         }
         Ok(written)
     }
@@ -445,8 +485,65 @@ fn remove_tree<N: AsRef<OsStr>>(dir: BorrowedFd<'_>, name: N, path: &str, depth:
 }
 
 /// The permission bits (with set-id and sticky) of a host file.
-fn mode_of(meta: &Metadata) -> Mode {
-    Mode::from_raw_mode(meta.permissions().mode() & 0o7777)
+fn mode_of(meta: &Stat) -> Mode {
+    Mode::from_raw_mode(meta.st_mode & 0o7777)
+}
+
+fn is_type(meta: &Stat, kind: FileType) -> bool {
+    FileType::from_raw_mode(meta.st_mode) == kind
+}
+
+fn host_error(path: &Path) -> impl FnOnce(Errno) -> SyncError {
+    move |e| SyncError::Source { path: path.to_owned(), source: e.into() }
+}
+
+/// One name in a host directory, reached from the directory's descriptor.
+struct Host<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a OsStr,
+    /// The host path, for messages only.
+    path: &'a Path,
+}
+
+impl Host<'_> {
+    fn stat(&self) -> Result<Stat, SyncError> {
+        statat(self.dir, self.name, AtFlags::SYMLINK_NOFOLLOW).map_err(host_error(self.path))
+    }
+
+    /// Opens the name itself, never a symlink (`ELOOP`).
+    fn open(&self, flags: OFlags) -> Result<OwnedFd, SyncError> {
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        openat2(self.dir, self.name, with_defaults(flags | OFlags::NOFOLLOW), Mode::empty(), resolve)
+            .map_err(host_error(self.path))
+    }
+}
+
+/// The parent directory of `source` and its last name, where `source` is `tree` or a path
+/// below it: `tree` is opened as configured, every name below it without following a symlink.
+fn open_host(tree: &Path, source: &Path) -> Result<(OwnedFd, std::ffi::OsString), SyncError> {
+    let invalid = |reason| SyncError::Source { path: source.to_owned(), source: io::Error::other(reason) };
+    let rel = source.strip_prefix(tree).map_err(|_| invalid("outside the watched path"))?;
+    let tree = fs::canonicalize(tree).map_err(from_host(tree))?;
+    let (Some(top), Some(base)) = (tree.file_name(), tree.parent()) else {
+        return Err(invalid("the watched path is /"));
+    };
+    let mut names = vec![top.to_owned()];
+    for part in rel.components() {
+        match part {
+            Component::Normal(name) => names.push(name.to_owned()),
+            Component::CurDir => {}
+            _ => return Err(invalid("the path leaves the watched path")),
+        }
+    }
+    let last = names.pop().ok_or_else(|| invalid("empty path"))?;
+    let mut dir = rustix::fs::open(base, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(host_error(base))?;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    for name in names {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        dir = openat2(&dir, &name, flags, Mode::empty(), resolve).map_err(host_error(source))?;
+    }
+    Ok((dir, last))
 }
 
 /// At most the first 64 bytes of `name` (on a character boundary), so the temporary name stays

@@ -1,7 +1,7 @@
 //! `SyncTarget` on a temporary directory as the root: copies, overwrites, removal, and hostile
 //! symlinks that must never send a write or a removal outside it. No root needed.
 
-use std::os::unix::fs::{MetadataExt, symlink};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
 use super::*;
 
@@ -240,4 +240,35 @@ fn the_user_is_resolved_in_the_roots_own_files_read_safely() {
     assert_eq!(SyncTarget::open(pid, "root").unwrap().owner(), Some((0, 0)));
     assert_eq!(SyncTarget::open(pid, "4242:77").unwrap().owner(), Some((4242, 77)));
     assert!(matches!(SyncTarget::open(pid, "no-such-user-here"), Err(SyncError::User { .. })));
+}
+
+#[test]
+fn host_symlinks_below_the_watched_tree_are_not_followed_to_read_outside_it() {
+    let f = fixture();
+    let secret = tempfile::tempdir().unwrap();
+    fs::write(secret.path().join("key"), "host secret\n").unwrap();
+    let tree = f.host.path().join("src");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("ok"), "fine\n").unwrap();
+    // A directory link out of the tree, and a file link to a file outside it.
+    symlink(secret.path(), tree.join("out")).unwrap();
+    symlink(secret.path().join("key"), tree.join("key")).unwrap();
+
+    // An event for a path through the directory link is refused, not read.
+    let err = f.target.copy_in_from(&tree, &tree.join("out/key"), "/app/out/key").unwrap_err();
+    assert!(matches!(err, SyncError::Source { .. }), "{err}");
+    assert!(!f.inside("app/out/key").exists());
+
+    // The whole tree: links are copied as links, never their targets' content.
+    assert_eq!(f.target.copy_in_from(&tree, &tree, "/app").unwrap(), 3);
+    assert_eq!(fs::read_to_string(f.inside("app/ok")).unwrap(), "fine\n");
+    assert!(fs::symlink_metadata(f.inside("app/out")).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(f.inside("app/key")).unwrap().file_type().is_symlink());
+    let copied = listing(f.root.path());
+    assert!(!copied.iter().any(|p| p.ends_with("out/key")), "{copied:?}");
+
+    // A path that is not below the tree, or climbs out of it, is refused.
+    assert!(f.target.copy_in_from(&tree, &secret.path().join("key"), "/app/k").is_err());
+    assert!(f.target.copy_in_from(&tree, &tree.join("../src/ok"), "/app/k").is_err());
+    assert!(!f.inside("app/k").exists());
 }

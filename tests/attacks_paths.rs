@@ -16,7 +16,7 @@ use support::*;
 
 /// How often the victim is restarted into the attacker's volume: each restart is one more
 /// copy-up racing the attacker's links.
-const COPY_UP_ROUNDS: usize = 12;
+const COPY_UP_ROUNDS: usize = 40;
 
 #[test]
 fn copy_up_never_writes_through_links_planted_in_a_shared_volume() {

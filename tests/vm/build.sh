@@ -52,7 +52,10 @@ if [ -f "$out/.done" ]; then
 fi
 rm -rf "$cache"/out-* "$cache"/stage
 stage=$cache/stage
-mkdir -p "$stage"/{bin,sbin,etc,lib,lib64,usr/bin,usr/sbin,usr/lib,proc,sys,dev,run,tmp,root,var/lib,vm}
+mkdir -p "$stage"/{bin,sbin,etc,usr/bin,usr/sbin,usr/lib,usr/lib64,proc,sys,dev,run,tmp,root,var/lib,vm}
+# Merged /usr as on Debian 12: tools look for their plugins (iptables' xtables) under /usr/lib.
+ln -s usr/lib "$stage/lib"
+ln -s usr/lib64 "$stage/lib64"
 
 # busybox provides the shell and the userland; its applets as links.
 cp /bin/busybox "$stage/bin/busybox"

@@ -20,13 +20,22 @@ fi
 # tests' own "outside" namespaces, python3 (a UDP server run from the host image), and
 # python3-venv (convert.rs installs kubernetes-validate from PyPI into a virtualenv).
 need=""
-for pkg in umoci skopeo docker-registry busybox-static iptables nftables iproute2 python3 python3-venv; do
+# qemu-system-x86, jq and binutils build and boot the pure cgroup v2 VM (tests/v2_vm.rs), whose
+# kernel is Debian's linux-image-amd64, downloaded (not installed) by tests/vm/build.sh.
+for pkg in umoci skopeo docker-registry busybox-static iptables nftables iproute2 python3 python3-venv \
+  qemu-system-x86 jq binutils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
   echo "== apt-get install$need"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+
+if ! apt-cache policy linux-image-amd64 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  apt-get update -qq
+  apt-cache policy linux-image-amd64 | grep -q 'Candidate: [0-9]' \
+    || { echo "error: apt cannot resolve linux-image-amd64 (the v2 VM's kernel)" >&2; exit 1; }
 fi
 
 # Rust components the lint steps need (rustup ships them; no-ops when present).

@@ -125,6 +125,7 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
         .filter_map(|(name, s)| Some((name.clone(), (s.image.clone()?, s.pull_policy.clone()))))
         .collect();
     ensure_images(&crate::image::ensure::StoreSource { store: &store }, &wanted).map_err(failure)?;
+    crate::volume::ensure_project(&root, project).map_err(failure)?;
     let report = match running_supervisor(&root, &project.name) {
         Some(dir) => converge(&dir, &request)?,
         None => start_supervisor(global, &root, &project.name, &request)?,

@@ -99,7 +99,7 @@ fn removal_does_not_follow_links_and_survives_deep_trees() {
     assert_eq!(bytes, expected);
     assert!(!root.path().join("volumes/demo_hostile").exists());
     assert_eq!(std::fs::read(&marker).unwrap(), b"keep");
-    assert!(std::path::Path::new("/etc").is_dir());
+    assert!(Path::new("/etc").is_dir());
     assert_eq!(remove_unchecked(root.path(), "demo_hostile").unwrap(), 0);
 }
 

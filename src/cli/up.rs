@@ -379,11 +379,10 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
     if args.volumes {
         for (key, volume) in loaded.project.volumes.iter().filter(|(_, v)| !v.external) {
             let name = if volume.name.is_empty() { format!("{project}_{key}") } else { volume.name.clone() };
-            let dir = root.join("volumes").join(&name);
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => say("Volume", &name, "Removed"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(failure(anyhow!("{}: {e}", dir.display()))),
+            // By descriptor: the tree is the containers' (std's removal holds a descriptor per level).
+            if root.join("volumes").join(&name).is_dir() {
+                crate::volume::remove_unchecked(&root, &name).map_err(failure)?;
+                say("Volume", &name, "Removed");
             }
         }
     }

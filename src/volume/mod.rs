@@ -203,8 +203,12 @@ pub fn ensure_project(state_root: &Path, project: &crate::spec::Project) -> Resu
 pub fn ensure_mounted(project: &str, kind: &MountKind) -> Result<(), VolumeError> {
     let MountKind::Volume { name, dir, .. } = kind else { return Ok(()) };
     // `<root>/volumes/<name>/_data[/subpath]`: the state root is above `volumes/<name>`.
-    let root = dir.ancestors().find(|a| a.file_name().is_some_and(|n| n == name.as_str()));
-    match root.and_then(Path::parent).filter(|p| p.file_name().is_some_and(|n| n == "volumes")) {
+    let volumes = dir
+        .ancestors()
+        .filter(|a| a.file_name().is_some_and(|n| n == name.as_str()))
+        .filter_map(Path::parent)
+        .find(|p| p.file_name().is_some_and(|n| n == "volumes"));
+    match volumes {
         Some(volumes) if valid_name(name) => {
             let state_root = volumes.parent().unwrap_or(volumes);
             ensure(state_root, &new_meta(name, Some(project), None))?;

@@ -112,3 +112,16 @@ fn link_len(data: &Path) -> u64 {
     ["root", "outside"].iter().map(|l| std::fs::symlink_metadata(data.join(l)).unwrap().len()).sum::<u64>()
         + std::fs::symlink_metadata(deep.join("out")).unwrap().len()
 }
+
+#[test]
+fn a_mounted_volume_is_recorded_even_below_a_subpath_of_its_own_name() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("volumes/demo_v1/_data/demo_v1/x");
+    let kind = MountKind::Volume { name: "demo_v1".into(), dir: dir.clone(), copy_up: false };
+    ensure_mounted("demo", &kind).unwrap();
+    assert!(dir.is_dir());
+    let v = inspect(root.path(), "demo_v1").unwrap();
+    assert_eq!(v.meta.project.as_deref(), Some("demo"));
+    assert!(root.path().join("volumes/demo_v1").join(META_FILE).is_file());
+    assert!(!root.path().join("volumes/demo_v1/_data/demo_v1").join(META_FILE).exists());
+}

@@ -15,4 +15,5 @@ pub mod runtime;
 pub mod spec;
 pub mod supervisor;
 pub mod timing;
+pub mod volume;
 pub mod watch;

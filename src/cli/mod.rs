@@ -19,6 +19,7 @@ mod rm;
 mod run;
 mod stats_total;
 mod up;
+mod volume;
 mod wait;
 mod watch;
 
@@ -138,6 +139,11 @@ pub enum Command {
     Wait(wait::WaitArgs),
     /// Stream the project's container events (start, die, health_status, …).
     Events(events::EventsArgs),
+    /// Manage volumes (docker's `volume ls|inspect|rm|prune`).
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
+    /// List the project's volumes.
+    Volumes(volume::VolumesArgs),
     /// The project's supervisor (started by `up -d`).
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -285,6 +291,8 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Ls(args) => ls::ls(&cli.global, &args),
         Command::Port(args) => port::port(&cli.global, &args),
         Command::Events(args) => events::events(&cli.global, &args),
+        Command::Volume(cmd) => volume::dispatch(&cli.global, cmd),
+        Command::Volumes(args) => volume::volumes(&cli.global, &args),
         Command::Run(_) | Command::Exec(_) | Command::Build(_) | Command::Supervise | Command::Wait(_) => Ok(()),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();

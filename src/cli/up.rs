@@ -125,6 +125,7 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
         .filter_map(|(name, s)| Some((name.clone(), (s.image.clone()?, s.pull_policy.clone()))))
         .collect();
     ensure_images(&crate::image::ensure::StoreSource { store: &store }, &wanted).map_err(failure)?;
+    crate::volume::ensure_project(&root, project).map_err(failure)?;
     let report = match running_supervisor(&root, &project.name) {
         Some(dir) => converge(&dir, &request)?,
         None => start_supervisor(global, &root, &project.name, &request)?,
@@ -378,11 +379,10 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
     if args.volumes {
         for (key, volume) in loaded.project.volumes.iter().filter(|(_, v)| !v.external) {
             let name = if volume.name.is_empty() { format!("{project}_{key}") } else { volume.name.clone() };
-            let dir = root.join("volumes").join(&name);
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => say("Volume", &name, "Removed"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(failure(anyhow!("{}: {e}", dir.display()))),
+            // By descriptor: the tree is the containers' (std's removal holds a descriptor per level).
+            if root.join("volumes").join(&name).is_dir() {
+                crate::volume::remove_unchecked(&root, &name).map_err(failure)?;
+                say("Volume", &name, "Removed");
             }
         }
     }

@@ -315,7 +315,8 @@ fn prepare(dirs: &ContainerDirs, spec: &ContainerSpec) -> Result<(), RuntimeErro
     dirs.create(spec)?;
     for mount in &spec.mounts {
         if let MountKind::Volume { dir, .. } = &mount.kind {
-            std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io(dir, e))?;
+            crate::volume::ensure_mounted(&spec.project, &mount.kind)
+                .map_err(|e| RuntimeError::io(dir, std::io::Error::other(e)))?;
         }
     }
     Ok(())

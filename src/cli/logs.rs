@@ -124,8 +124,7 @@ impl LogView {
     }
 
     fn print(&mut self, lines: Vec<(String, Line)>) -> Result<(), Failure> {
-        let colors: BTreeMap<String, &str> =
-            self.files.keys().cloned().zip(COLORS.iter().cycle().copied()).collect();
+        let colors: BTreeMap<String, &str> = self.files.keys().cloned().zip(COLORS.iter().cycle().copied()).collect();
         let mut out = Vec::new();
         for (name, pieces) in whole_lines(lines) {
             let Some(first) = pieces.first() else { continue };

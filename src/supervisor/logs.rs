@@ -139,6 +139,29 @@ pub fn rotate(path: &Path, max_files: u32) -> Option<std::fs::File> {
     options.open(path).ok()
 }
 
+/// Keeps the supervisor's own output, `path` (`supervisor.log`, its standard output and error
+/// as `up` opened them), under [`MAX_SIZE`] as container logs are kept: past the cap it becomes
+/// `path.1` and a fresh file takes over both descriptors. Checked every few seconds: the
+/// supervisor writes little, and a check per line would cost more than the writes.
+pub async fn rotate_own_output(path: PathBuf) {
+    use std::os::unix::fs::MetadataExt;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let Ok(on_disk) = std::fs::metadata(&path) else { continue };
+        // Only when standard error is that file (a supervisor started otherwise is left alone).
+        let ours =
+            rustix::fs::fstat(std::io::stderr()).is_ok_and(|s| s.st_ino == on_disk.ino() && s.st_dev == on_disk.dev());
+        if ours
+            && on_disk.len() >= MAX_SIZE
+            && let Some(fresh) = rotate(&path, LogPolicy::default().max_files)
+        {
+            let _ = nix::unistd::dup2_stdout(&fresh);
+            let _ = nix::unistd::dup2_stderr(&fresh);
+        }
+    }
+}
+
 /// Copies what a container writes to `pipe` into `log` until the pipe closes: whole lines,
 /// and pieces of [`MAX_LINE`] bytes of longer ones, so at most that much is held. The pipe is
 /// read to its end whatever the file does.
@@ -203,14 +226,12 @@ impl Splitter {
 /// One record as a line of the log file.
 pub fn format_record(time: u128, stream: &str, partial: bool, bytes: &[u8]) -> String {
     let mut out = format!("{time} {stream} {} ", if partial { 'P' } else { 'F' });
+    out.reserve(bytes.len() + 1);
     for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                c => out.push(c),
-            }
+        if !chunk.valid().contains(['\\', '\n', '\r']) {
+            out.push_str(chunk.valid());
+        } else {
+            escape_into(&mut out, chunk.valid());
         }
         for b in chunk.invalid() {
             out.push_str(&format!("\\x{b:02x}"));
@@ -218,6 +239,17 @@ pub fn format_record(time: u128, stream: &str, partial: bool, bytes: &[u8]) -> S
     }
     out.push('\n');
     out
+}
+
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
 }
 
 /// The bytes `escaped` stands for (see the module's note); an escape that is not one is kept
@@ -345,8 +377,15 @@ mod tests {
     #[test]
     fn any_bytes_round_trip_through_a_record() {
         let all: Vec<u8> = (0..=255u8).collect();
-        let samples: [&[u8]; 7] =
-            [b"a\xff\xfeb", b"", b"back\\slash \\x41 not an escape", b"\r\n\t\0", "héllo ✓".as_bytes(), b"\xe2\x9c", &all];
+        let samples: [&[u8]; 7] = [
+            b"a\xff\xfeb",
+            b"",
+            b"back\\slash \\x41 not an escape",
+            b"\r\n\t\0",
+            "héllo ✓".as_bytes(),
+            b"\xe2\x9c",
+            &all,
+        ];
         for bytes in samples {
             for partial in [false, true] {
                 let record = format_record(7, "stderr", partial, bytes);
@@ -380,7 +419,8 @@ mod tests {
         let records = split(&chunks);
         let shape: Vec<(usize, bool)> = records.iter().map(|(b, p)| (b.len(), *p)).collect();
         assert_eq!(shape, [(MAX_LINE, true), (MAX_LINE, true), (40_000 - 2 * MAX_LINE, false), (5, false), (3, true)]);
-        let joined: Vec<u8> = records.iter().flat_map(|(b, p)| b.iter().copied().chain((!p).then_some(b'\n'))).collect();
+        let joined: Vec<u8> =
+            records.iter().flat_map(|(b, p)| b.iter().copied().chain((!p).then_some(b'\n'))).collect();
         assert_eq!(joined, input, "pieces put back together are the output");
         // Exactly 16 KiB and its newline: a piece, then an empty end of line.
         let mut exact = vec![b'b'; MAX_LINE];

@@ -167,6 +167,7 @@ async fn serve(
 ) -> Result<(), SupervisorError> {
     listen_for_names(&shared).await?;
     let control = control::bind(&shared.project_dir)?;
+    tokio::spawn(logs::rotate_own_output(shared.project_dir.join("supervisor.log")));
     let desired = shared.desired();
     let services = converge::targets(&desired.project, request)?;
     if let Err(e) = start_services(&shared, &desired, &services).await {

@@ -226,3 +226,40 @@ fn a_tree_deeper_than_the_descriptor_limit_does_not_stop_down() {
     }
     assert!(std::path::Path::new("/etc/passwd").exists(), "links were not followed");
 }
+
+#[test]
+fn a_removal_that_fails_stops_nothing_else_and_a_second_down_finishes() {
+    let script = "echo kept > /stuck; touch /made; exec sleep 100000";
+    let project = Project::new(
+        "brelfail",
+        &service("app", &format!("command: [\"sh\", \"-c\", {script:?}]\nstop_signal: SIGKILL")),
+    );
+    project.up();
+    project.sh_until("app", "test -e /made && echo made", "made");
+    let id = std::fs::read_dir(state_root().join("containers"))
+        .unwrap()
+        .flatten()
+        .find(|e| std::fs::read_to_string(e.path().join("spec.json")).is_ok_and(|t| t.contains("\"brelfail-app-1\"")))
+        .expect("the container's directory")
+        .path();
+    let stuck = id.join("upper/stuck");
+    // An immutable file: not even root can remove it until the flag is cleared.
+    let chattr = std::process::Command::new("chattr").arg("+i").arg(&stuck).output().unwrap();
+    if !chattr.status.success() {
+        panic!("cannot make a file immutable here: {}", String::from_utf8_lossy(&chattr.stderr));
+    }
+    let bridge = bridge_of(&project, "default");
+    let first = project.berth(&["down", "-t", "0"]);
+    let said = String::from_utf8_lossy(&first.stderr).into_owned();
+    let cleared = std::process::Command::new("chattr").arg("-i").arg(&stuck).output().unwrap();
+    assert!(cleared.status.success(), "chattr -i: {}", String::from_utf8_lossy(&cleared.stderr));
+    assert_eq!(first.status.code(), Some(1), "the failure is reported: {said}");
+    assert!(said.contains("brelfail-app-1"), "the failed container is named: {said}");
+    assert_eq!(leftovers(&bridge), Vec::<String>::new(), "the network went anyway");
+    assert_eq!(supervisors(&project), Vec::<i32>::new(), "the supervisor went anyway");
+    assert_eq!(containers(&project), vec!["brelfail-app-1".to_owned()], "what failed is still recorded");
+    let second = project.berth(&["down", "-t", "0"]);
+    assert!(second.status.success(), "second down: {}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(containers(&project), Vec::<String>::new(), "the second down finished the job");
+    assert!(!id.exists(), "{} is gone", id.display());
+}

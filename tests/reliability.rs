@@ -55,8 +55,11 @@ fn binary_output_comes_back_byte_for_byte_and_the_container_keeps_writing() {
     // With prefixes, each line is one container's.
     let out = project.berth(&["logs", "--no-color"]);
     let prefixed = out.stdout;
-    let lines: &[u8] = b"app-1 | a\xff\xfeb\napp-1 | c\xff\napp-1 | line1\n";
-    assert!(prefixed.windows(lines.len()).any(|w| w == lines), "{:?}", String::from_utf8_lossy(&prefixed));
+    for line in [&b"a\xff\xfeb"[..], b"c\xff", b"x\\y\r", b"line1", b"done"] {
+        let prefixed_line = [&b"app-1 | "[..], line, b"\n"].concat();
+        let found = prefixed.windows(prefixed_line.len()).any(|w| w == prefixed_line.as_slice());
+        assert!(found, "{:?} in {:?}", String::from_utf8_lossy(line), String::from_utf8_lossy(&prefixed));
+    }
     project.down();
 }
 

@@ -99,7 +99,7 @@ impl LogView {
             let (mut mine, end) = read_from(path, 0);
             mine.retain(|l| since.is_none_or(|s| l.time >= s));
             if let Some(n) = tail {
-                mine.drain(..mine.len().saturating_sub(n));
+                mine.drain(..tail_start(&mine, n));
             }
             self.offsets.insert(name.clone(), end);
             lines.extend(mine.into_iter().map(|l| (name.clone(), l)));
@@ -191,6 +191,22 @@ pub(super) fn logs(global: &GlobalOptions, args: &LogsArgs) -> Result<(), Failur
     }
 }
 
+/// Where the last `n` lines begin among `records`: a line's pieces count once.
+fn tail_start(records: &[Line], n: usize) -> usize {
+    let mut start = records.len();
+    let mut lines = 0;
+    for i in (0..records.len()).rev() {
+        if i == 0 || !records[i - 1].partial {
+            lines += 1;
+            if lines > n {
+                break;
+            }
+            start = i;
+        }
+    }
+    start
+}
+
 /// The records of each container (in file order) joined into lines — a line's pieces up to
 /// its last, or up to the end of what was read — in time order of their first pieces.
 fn whole_lines(records: Vec<(String, Line)>) -> Vec<(String, Vec<Line>)> {
@@ -261,6 +277,9 @@ mod tests {
             ("a".to_owned(), record(5, b"\xff", true)),
             ("b".to_owned(), record(2, b"between", false)),
         ];
+        let pieces: Vec<Line> = records.iter().filter(|(n, _)| n == "a").map(|(_, l)| l.clone()).collect();
+        assert_eq!((tail_start(&pieces, 1), tail_start(&pieces, 2), tail_start(&pieces, 0)), (2, 0, 3));
+        assert_eq!(tail_start(&pieces, 9), 0);
         let lines = whole_lines(records);
         let shape: Vec<(&str, Vec<u8>)> =
             lines.iter().map(|(n, p)| (n.as_str(), p.iter().flat_map(|l| l.bytes.clone()).collect())).collect();

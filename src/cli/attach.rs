@@ -52,6 +52,8 @@ pub(super) fn attach(
     }
     println!("Attaching to {}", view.names().join(", "));
     view.catch_up(None, None)?;
+    // The supervisor this `up` started or joined: only it is killed or cleaned after.
+    let ours = SupervisorRecord::load(&root, &project.name).map(|r| (r.pid, r.start_time));
     let abort = args.abort_on_container_exit || args.exit_code_from.is_some();
     let mut stopping = false;
     let mut code = 0u8;
@@ -60,10 +62,12 @@ pub(super) fn attach(
         if signal_arrived(signals) {
             if stopping {
                 eprintln!("Killing...");
-                if let Some(record) = SupervisorRecord::load(&root, &project.name) {
+                if let Some(record) =
+                    SupervisorRecord::load(&root, &project.name).filter(|r| Some((r.pid, r.start_time)) == ours)
+                {
                     recover::kill_and_wait(record.pid);
                 }
-                recover::clean(&root, &project.name).map_err(|e| Failure { code: 1, error: e.into() })?;
+                clean_unless_restarted(global, project)?;
                 return Ok(EXIT_INTERRUPTED);
             }
             eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
@@ -73,7 +77,7 @@ pub(super) fn attach(
         }
         if !SupervisorRecord::load(&root, &project.name).is_some_and(|r| r.is_running()) {
             view.poll()?;
-            recover::clean(&root, &project.name).map_err(|e| Failure { code: 1, error: e.into() })?;
+            clean_unless_restarted(global, project)?;
             return Ok(code);
         }
         if !stopping {
@@ -104,6 +108,17 @@ pub(super) fn attach(
         }
         wait_a_little(signals);
     }
+}
+
+/// Cleans up after the project's supervisor, under the project's lock, unless another command
+/// started a new one meanwhile: its containers are not ours to remove.
+fn clean_unless_restarted(global: &GlobalOptions, project: &Project) -> Result<(), Failure> {
+    let root = global.state_root();
+    let _lock = super::up::lock_project(global, &project.name)?;
+    if SupervisorRecord::load(&root, &project.name).is_some_and(|r| r.is_running()) {
+        return Ok(());
+    }
+    recover::clean(&root, &project.name).map_err(|e| Failure { code: 1, error: e.into() })
 }
 
 pub(super) fn signal_arrived(signals: &SignalFd) -> bool {

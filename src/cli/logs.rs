@@ -1,8 +1,10 @@
 //! `berth logs`: the project's container output from the supervisor's log files, lines of all
-//! containers merged in time order, `name  | line` as compose prints them.
+//! containers merged in time order, `name  | line` as compose prints them. Output is bytes and is
+//! printed as it was written; a line stored in pieces (over 16 KiB, or cut by the end of the
+//! stream) is printed whole, as `docker logs` reassembles partial messages.
 
-use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -57,6 +59,8 @@ pub(super) struct LogView {
     offsets: BTreeMap<String, u64>,
     width: usize,
     style: Style,
+    /// Containers whose last printed line is still unfinished: what follows continues it.
+    midline: BTreeSet<String>,
 }
 
 impl LogView {
@@ -74,7 +78,7 @@ impl LogView {
             }
         }
         let width = files.keys().map(|n| n.chars().count()).max().unwrap_or(0);
-        LogView { files, offsets: BTreeMap::new(), width, style }
+        LogView { files, offsets: BTreeMap::new(), width, style, midline: BTreeSet::new() }
     }
 
     /// Shows `path` (a log in the same format) under `name` too.
@@ -95,7 +99,7 @@ impl LogView {
             let (mut mine, end) = read_from(path, 0);
             mine.retain(|l| since.is_none_or(|s| l.time >= s));
             if let Some(n) = tail {
-                mine.drain(..mine.len().saturating_sub(n));
+                mine.drain(..tail_start(&mine, n));
             }
             self.offsets.insert(name.clone(), end);
             lines.extend(mine.into_iter().map(|l| (name.clone(), l)));
@@ -119,27 +123,42 @@ impl LogView {
         Ok(any)
     }
 
-    fn print(&self, mut lines: Vec<(String, Line)>) -> Result<(), Failure> {
-        lines.sort_by_key(|(_, l)| l.time);
-        let colors: BTreeMap<&String, &str> = self.files.keys().zip(COLORS.iter().cycle().copied()).collect();
-        let mut out = String::new();
-        for (name, line) in &lines {
-            if self.style.prefix {
-                let prefix = format!("{name:<w$} | ", w = self.width);
-                if self.style.color {
-                    out.push_str(&format!("\x1b[{}m{prefix}\x1b[0m", colors.get(name).unwrap_or(&"0")));
-                } else {
-                    out.push_str(&prefix);
+    fn print(&mut self, lines: Vec<(String, Line)>) -> Result<(), Failure> {
+        let colors: BTreeMap<String, &str> = self.files.keys().cloned().zip(COLORS.iter().cycle().copied()).collect();
+        let mut out = Vec::new();
+        for (name, pieces) in whole_lines(lines) {
+            let Some(first) = pieces.first() else { continue };
+            if !self.midline.remove(&name) {
+                if self.style.prefix {
+                    let prefix = format!("{name:<w$} | ", w = self.width);
+                    if self.style.color {
+                        let color = colors.get(&name).unwrap_or(&"0");
+                        out.extend_from_slice(format!("\x1b[{color}m{prefix}\x1b[0m").as_bytes());
+                    } else {
+                        out.extend_from_slice(prefix.as_bytes());
+                    }
+                }
+                if self.style.timestamps {
+                    out.extend_from_slice(format!("{} ", rfc3339(first.time)).as_bytes());
                 }
             }
-            if self.style.timestamps {
-                out.push_str(&rfc3339(line.time));
-                out.push(' ');
+            for piece in &pieces {
+                out.extend_from_slice(&piece.bytes);
             }
-            out.push_str(&line.text);
-            out.push('\n');
+            if pieces.last().is_some_and(|p| p.partial) {
+                self.midline.insert(name);
+            } else {
+                out.push(b'\n');
+            }
         }
-        if out.is_empty() { Ok(()) } else { super::emit(&out) }
+        if out.is_empty() {
+            return Ok(());
+        }
+        let mut stdout = std::io::stdout().lock();
+        match stdout.write_all(&out).and_then(|()| stdout.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -172,6 +191,47 @@ pub(super) fn logs(global: &GlobalOptions, args: &LogsArgs) -> Result<(), Failur
     }
 }
 
+/// Where the last `n` lines begin among `records`: a line's pieces count once.
+fn tail_start(records: &[Line], n: usize) -> usize {
+    let mut start = records.len();
+    let mut lines = 0;
+    for i in (0..records.len()).rev() {
+        if i == 0 || !records[i - 1].partial {
+            lines += 1;
+            if lines > n {
+                break;
+            }
+            start = i;
+        }
+    }
+    start
+}
+
+/// The records of each container (in file order) joined into lines — a line's pieces up to
+/// its last, or up to the end of what was read — in time order of their first pieces.
+fn whole_lines(records: Vec<(String, Line)>) -> Vec<(String, Vec<Line>)> {
+    let mut lines: Vec<(String, Vec<Line>)> = Vec::new();
+    let mut open: BTreeMap<String, usize> = BTreeMap::new();
+    for (name, record) in records {
+        let partial = record.partial;
+        let at = match open.get(&name) {
+            Some(&at) => at,
+            None => {
+                lines.push((name.clone(), Vec::new()));
+                lines.len() - 1
+            }
+        };
+        lines[at].1.push(record);
+        if partial {
+            open.insert(name, at);
+        } else {
+            open.remove(&name);
+        }
+    }
+    lines.sort_by_key(|(_, pieces)| pieces.first().map_or(0, |p| p.time));
+    lines
+}
+
 /// The complete lines of `path` from byte `offset`, and the offset after the last of them.
 fn read_from(path: &Path, offset: u64) -> (Vec<Line>, u64) {
     let (lines, end) = logs::complete_lines_from(path, offset);
@@ -201,6 +261,29 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(rfc3339(1_795_411_671_655_240_850), "2026-11-23T05:27:51.655240850Z");
         assert_eq!(rfc3339(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
+    }
+
+    #[test]
+    fn pieces_join_into_lines_in_time_order() {
+        let record = |time: u128, bytes: &[u8], partial: bool| Line {
+            time,
+            stream: "stdout".into(),
+            bytes: bytes.to_vec(),
+            partial,
+        };
+        let records = vec![
+            ("a".to_owned(), record(1, b"long ", true)),
+            ("a".to_owned(), record(4, b"line", false)),
+            ("a".to_owned(), record(5, b"\xff", true)),
+            ("b".to_owned(), record(2, b"between", false)),
+        ];
+        let pieces: Vec<Line> = records.iter().filter(|(n, _)| n == "a").map(|(_, l)| l.clone()).collect();
+        assert_eq!((tail_start(&pieces, 1), tail_start(&pieces, 2), tail_start(&pieces, 0)), (2, 0, 3));
+        assert_eq!(tail_start(&pieces, 9), 0);
+        let lines = whole_lines(records);
+        let shape: Vec<(&str, Vec<u8>)> =
+            lines.iter().map(|(n, p)| (n.as_str(), p.iter().flat_map(|l| l.bytes.clone()).collect())).collect();
+        assert_eq!(shape, [("a", b"long line".to_vec()), ("b", b"between".to_vec()), ("a", b"\xff".to_vec())]);
     }
 
     #[test]

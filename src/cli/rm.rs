@@ -27,6 +27,7 @@ pub(super) fn rm(global: &GlobalOptions, args: &RmArgs) -> Result<(), Failure> {
     let project = &loaded.project;
     super::check_services(project, &args.services)?;
     let dir = supervisor::project_dir(&global.state_root(), &project.name);
+    let _lock = super::up::lock_project(global, &project.name)?;
     let services = args.services.join(" ");
     let failure = |e: anyhow::Error| Failure { code: 1, error: e };
     if args.stop {

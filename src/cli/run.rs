@@ -109,6 +109,7 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
     let loaded = load_project(&global.project_options())?;
     crate::timing::phase("load");
     let project = &loaded.project;
+    let lock = super::up::lock_project(global, &project.name)?;
     let service = project.services.get(&args.service).ok_or_else(|| {
         let hint = crate::graph::did_you_mean(&args.service, project.services.keys().map(String::as_str))
             .map(|s| format!(" (did you mean {s:?}?)"))
@@ -181,6 +182,7 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
         let _ = setup::release(&root, &planned);
         start_failure(e)
     })?;
+    drop(lock);
     crate::timing::phase("started");
     let status = match container.pty.take() {
         Some(master) => {

@@ -101,6 +101,17 @@ fn failure(e: impl Into<anyhow::Error>) -> Failure {
     Failure { code: 1, error: e.into() }
 }
 
+/// Takes `project`'s lock, which every command that changes the project holds while it does,
+/// waiting (and saying so) while another command holds it. The supervisor never holds it: it
+/// takes its orders one at a time on its control socket.
+pub(super) fn lock_project(global: &GlobalOptions, project: &str) -> Result<crate::fsutil::ProjectLock, Failure> {
+    let dir = supervisor::project_dir(&global.state_root(), project);
+    crate::fsutil::ProjectLock::acquire(&dir, || {
+        eprintln!("Waiting for another berth command on project {project} to finish...");
+    })
+    .map_err(|e| failure(anyhow!("locking project {project}: {e}")))
+}
+
 pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
     let attached = !args.detach && !args.wait;
     // Ctrl-C is the attached session's to handle; blocked before any thread exists, so every
@@ -125,11 +136,14 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
         .filter_map(|(name, s)| Some((name.clone(), (s.image.clone()?, s.pull_policy.clone()))))
         .collect();
     ensure_images(&crate::image::ensure::StoreSource { store: &store }, &wanted).map_err(failure)?;
+    // Held until the supervisor answered: a second `up` waits, then finds it and converges.
+    let lock = lock_project(global, &project.name)?;
     crate::volume::ensure_project(&root, project).map_err(failure)?;
     let report = match running_supervisor(&root, &project.name) {
         Some(dir) => converge(&dir, &request)?,
         None => start_supervisor(global, &root, &project.name, &request)?,
     };
+    drop(lock);
     show_progress(global, &report);
     if args.wait {
         wait_until_ready(global, &project.name, args.wait_timeout.map(std::time::Duration::from_secs))?;
@@ -351,6 +365,7 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
     let project = &loaded.project.name;
     let root = global.state_root();
     let dir = supervisor::project_dir(&root, project);
+    let _lock = lock_project(global, project)?;
     let containers = super::ps::containers(global, project);
     let networks: Vec<String> = crate::network::store::NetworkStore::lock(&root)
         .and_then(|store| store.all())
@@ -363,7 +378,12 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
             None => recover::kill_and_wait(record.pid),
         }
     }
-    recover::clean(&root, project).map_err(failure)?;
+    // Every step is tried whatever failed before it; the failures are reported together, and
+    // what failed is still recorded, so a second `down` finishes the job.
+    let mut failures: Vec<String> = Vec::new();
+    if let Err(e) = recover::clean(&root, project) {
+        failures.push(e.to_string());
+    }
     let mode = progress_mode(global);
     let say = |what: &str, name: &str, done: &str| match mode {
         Progress::Quiet => {}
@@ -379,17 +399,43 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
     if args.volumes {
         for (key, volume) in loaded.project.volumes.iter().filter(|(_, v)| !v.external) {
             let name = if volume.name.is_empty() { format!("{project}_{key}") } else { volume.name.clone() };
-            // By descriptor: the tree is the containers' (std's removal holds a descriptor per level).
-            if root.join("volumes").join(&name).is_dir() {
-                crate::volume::remove_unchecked(&root, &name).map_err(failure)?;
-                say("Volume", &name, "Removed");
+            if !root.join("volumes").join(&name).is_dir() {
+                continue;
+            }
+            // By descriptor: the tree is the containers'.
+            match crate::volume::remove_unchecked(&root, &name) {
+                Ok(_) => say("Volume", &name, "Removed"),
+                Err(e) => failures.push(format!("volume {name}: {e}")),
             }
         }
     }
     if let Some(which) = args.rmi.as_deref() {
-        let store = Store::open(&root).map_err(failure)?;
-        // `local`: only the images berth named itself (built services without `image:`).
-        let project = &loaded.project;
+        remove_images(&root, &loaded.project, which, &mut failures, &say);
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        for message in &failures {
+            eprintln!("error: {message}");
+        }
+        Err(failure(anyhow!("{} removal(s) failed; `berth down` again retries them", failures.len())))
+    }
+}
+
+/// `down --rmi`: the services' images (`local`: only those berth named itself, built services
+/// without `image:`).
+fn remove_images(
+    root: &std::path::Path,
+    project: &Project,
+    which: &str,
+    failures: &mut Vec<String>,
+    say: &dyn Fn(&str, &str, &str),
+) {
+    let store = match Store::open(root) {
+        Ok(store) => store,
+        Err(e) => return failures.push(e.to_string()),
+    };
+    {
         let images: std::collections::BTreeSet<String> = project
             .services
             .values()
@@ -397,17 +443,13 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
             .filter_map(|s| s.image_name(&project.name))
             .collect();
         for image in &images {
-            match store.resolve(image) {
-                Ok(Some(_)) => {
-                    store.remove(image).map_err(failure)?;
-                    say("Image", image, "Removed");
-                }
+            match store.resolve(image).and_then(|found| found.map(|_| store.remove(image)).transpose()) {
+                Ok(Some(_)) => say("Image", image, "Removed"),
                 Ok(None) => {}
-                Err(e) => return Err(failure(e)),
+                Err(e) => failures.push(format!("image {image}: {e}")),
             }
         }
     }
-    Ok(())
 }
 
 /// The supervisor's one-line report. The pipe's write end outlives the supervisor in its
@@ -465,6 +507,7 @@ pub(super) fn lifecycle(global: &GlobalOptions, command: &str, args: &ServicesAr
     let project = &loaded.project;
     super::check_services(project, &args.services)?;
     let dir = supervisor::project_dir(&global.state_root(), &project.name);
+    let _lock = lock_project(global, &project.name)?;
     let timeout = args.timeout.map_or_else(|| "-".to_owned(), |t| t.to_string());
     let request = match command {
         "start" => format!("start {}", args.services.join(" ")),
@@ -493,6 +536,7 @@ pub(super) fn kill(global: &GlobalOptions, args: &KillArgs) -> Result<(), Failur
         .ok_or_else(|| Failure { code: EXIT_INVALID, error: anyhow!("invalid signal: {:?}", args.signal) })?;
     let loaded = load_project(&global.project_options())?;
     let dir = supervisor::project_dir(&global.state_root(), &loaded.project.name);
+    let _lock = lock_project(global, &loaded.project.name)?;
     let request = format!("kill {} {}", signal.as_str(), args.services.join(" "));
     match control::request(&dir, request.trim_end()) {
         Some(reply) if reply == "ok" => Ok(()),
@@ -541,6 +585,7 @@ pub(super) fn scale(global: &GlobalOptions, args: &ScaleArgs) -> Result<(), Fail
     };
     let request = up_request(options, project, &up_args)?;
     let root = global.state_root();
+    let _lock = lock_project(global, &project.name)?;
     let dir = running_supervisor(&root, &project.name)
         .ok_or_else(|| failure(anyhow!("project {} is not running: `berth up -d` starts it", project.name)))?;
     let report = converge(&dir, &request)?;

@@ -319,7 +319,12 @@ impl Store {
         let tmp = self.staging("meta")?;
         let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
         f.write_all(bytes).and_then(|()| if durable { f.sync_all() } else { Ok(()) }).map_err(io_at(&tmp))?;
-        fs::rename(&tmp, path).map_err(io_at(path))
+        fs::rename(&tmp, path).map_err(io_at(path))?;
+        match path.parent() {
+            // The rename is on disk only once its directory is.
+            Some(dir) if durable => File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir)),
+            _ => Ok(()),
+        }
     }
 
     /// Reference (as a full string) → image id.

@@ -43,6 +43,9 @@ pub enum NetworkError {
     /// `external: true` names a network that does not exist.
     #[error("network {0} declared as external, but could not be found (berth can join only networks berth made)")]
     ExternalMissing(String),
+    /// Several removals failed; each is named (the rest were done).
+    #[error("{}", .0.join("; "))]
+    Several(Vec<String>),
 }
 
 /// `driver_opts` keys berth honours, with docker's names.
@@ -164,23 +167,48 @@ fn driver_options(network: &crate::spec::model::Network) -> BTreeMap<String, Str
 pub fn remove_networks(state_root: &Path, project: &str) -> Result<(), NetworkError> {
     let store = NetworkStore::lock(state_root)?;
     let mine: Vec<NetworkRecord> = store.all()?.into_iter().filter(|r| r.project == project).collect();
+    // Every removal is tried, whatever failed before it: a second `down` then has only the
+    // failures left to do, and the records of what failed are kept for it.
+    let mut failures = Vec::new();
     if let Ok(firewall) = firewall::detect() {
-        firewall.remove_project(project)?;
-        firewall.remove_if_unused()?;
+        if let Err(e) = firewall.remove_project(project) {
+            failures.push(format!("firewall rules of project {project}: {e}"));
+        }
+        if let Err(e) = firewall.remove_if_unused() {
+            failures.push(format!("berth's firewall chains: {e}"));
+        }
     }
+    let mut kept = BTreeSet::new();
     if !mine.is_empty() {
-        let bridges: Vec<String> = mine.iter().map(|r| r.bridge.clone()).collect();
-        netlink::run(None, |host, _| async move {
-            for bridge in &bridges {
-                netlink::delete_link(&host, bridge).await?;
+        let bridges: Vec<(String, String)> = mine.iter().map(|r| (r.name.clone(), r.bridge.clone())).collect();
+        let failed = netlink::run(None, |host, _| async move {
+            let mut failed = Vec::new();
+            for (name, bridge) in &bridges {
+                if let Err(e) = netlink::delete_link(&host, bridge).await {
+                    failed.push((name.clone(), format!("bridge {bridge} of network {name}: {e}")));
+                }
             }
-            Ok(())
-        })?;
+            Ok(failed)
+        });
+        match failed {
+            Ok(failed) => {
+                for (name, message) in failed {
+                    kept.insert(name);
+                    failures.push(message);
+                }
+            }
+            Err(e) => {
+                kept.extend(mine.iter().map(|r| r.name.clone()));
+                failures.push(format!("bridges of project {project}: {e}"));
+            }
+        }
     }
-    for record in &mine {
-        store.forget(&record.name)?;
+    for record in mine.iter().filter(|r| !kept.contains(&r.name)) {
+        if let Err(e) = store.forget(&record.name) {
+            failures.push(format!("record of network {}: {e}", record.name));
+        }
     }
-    Ok(())
+    if failures.is_empty() { Ok(()) } else { Err(NetworkError::Several(failures)) }
 }
 
 /// The order a service's networks are attached in: `priority` highest first, then by key,

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -171,10 +170,7 @@ impl NetworkStore {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::File::create(&tmp).map_err(io_error(&tmp))?;
-    file.write_all(data).map_err(io_error(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_error(path))
+    crate::fsutil::write_atomic(path, data).map_err(io_error(path))
 }
 
 #[cfg(test)]

@@ -51,11 +51,19 @@ pub fn recycle(spares: &Path, dir: &Path) -> bool {
 /// Removes the files berth wrote and whatever the container left in `upper` and `work/work`;
 /// `Ok(false)` when `dir` holds an entry berth does not know.
 fn empty(dir: &Path) -> io::Result<bool> {
+    let mut entries = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str().filter(|n| KNOWN.contains(n)) else { return Ok(false) };
-        match name {
+        let Some(name) = entry.file_name().to_str().filter(|n| KNOWN.contains(n)).map(str::to_owned) else {
+            return Ok(false);
+        };
+        entries.push((name, entry));
+    }
+    // The layers first, the records last: a removal that fails halfway leaves `spec.json`, so
+    // the next `down` still knows whose directory this is and finishes the job.
+    entries.sort_by_key(|(name, _)| !matches!(name.as_str(), "upper" | "work"));
+    for (name, entry) in entries {
+        match name.as_str() {
             "upper" => empty_dir(&entry.path())?,
             "work" => {
                 // overlayfs' own `work/work` (and `index` when enabled) are remade at the next
@@ -75,7 +83,7 @@ fn empty_dir(dir: &Path) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
-            fs::remove_dir_all(entry.path())?;
+            crate::fsutil::remove_tree(&entry.path())?;
         } else {
             fs::remove_file(entry.path())?;
         }

@@ -11,7 +11,6 @@
 //! directory waits for a synchronous discard of its block.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -100,11 +99,14 @@ impl ContainerDirs {
         if spare_dirs::recycle(&self.spares(), &self.dir) {
             return Ok(());
         }
-        match fs::remove_dir_all(&self.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(RuntimeError::io(&self.dir, e)),
+        // The writable layer is the container's: descriptor-relative, symlinks never followed,
+        // any depth.
+        // The layers before the records, so a removal that fails halfway leaves `spec.json`
+        // for the next `down` to find.
+        for layer in [self.upper(), self.work()] {
+            crate::fsutil::remove_tree(&layer).map_err(|e| RuntimeError::io(&layer, e))?;
         }
+        crate::fsutil::remove_tree(&self.dir).map_err(|e| RuntimeError::io(&self.dir, e))
     }
 }
 
@@ -191,10 +193,7 @@ pub fn now() -> u64 {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RuntimeError> {
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::File::create(&tmp).map_err(|e| RuntimeError::io(&tmp, e))?;
-    file.write_all(data).map_err(|e| RuntimeError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| RuntimeError::io(path, e))
+    crate::fsutil::write_atomic(path, data).map_err(|e| RuntimeError::io(path, e))
 }
 
 #[cfg(test)]

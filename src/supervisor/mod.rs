@@ -153,7 +153,7 @@ fn prepare(root: &Path, project: Project, spawner: Spawner) -> Result<Shared, Su
     let pid = std::process::id() as i32;
     let record = SupervisorRecord { pid, start_time: crate::runtime::state::process_start_time(pid).unwrap_or(0) };
     let path = dir.join("supervisor.json");
-    std::fs::write(&path, serde_json::to_vec(&record).unwrap_or_default())
+    crate::fsutil::write_atomic(&path, &serde_json::to_vec(&record).unwrap_or_default())
         .map_err(|e| SupervisorError::Io { path: path.clone(), source: e })?;
     let store = Store::open(root).map_err(|e| SupervisorError::Other(e.to_string()))?;
     let desired = Desired::resolve(root, project, &store)?;
@@ -167,6 +167,7 @@ async fn serve(
 ) -> Result<(), SupervisorError> {
     listen_for_names(&shared).await?;
     let control = control::bind(&shared.project_dir)?;
+    tokio::spawn(logs::rotate_own_output(shared.project_dir.join("supervisor.log")));
     let desired = shared.desired();
     let services = converge::targets(&desired.project, request)?;
     if let Err(e) = start_services(&shared, &desired, &services).await {

@@ -13,8 +13,10 @@ use crate::network::setup;
 use crate::runtime::state;
 
 /// Kills and removes every container of `project` still on disk, then its networks, firewall
-/// rules and the supervisor's files.
+/// rules and the supervisor's files. A failure stops nothing: everything else is still removed,
+/// and the error names every failure (what failed is still recorded, for the next try).
 pub fn clean(root: &Path, project: &str) -> Result<(), SupervisorError> {
+    let mut failures = Vec::new();
     for found in state::list(root)? {
         let Some(spec) = &found.spec else { continue };
         if spec.project != project {
@@ -27,14 +29,19 @@ pub fn clean(root: &Path, project: &str) -> Result<(), SupervisorError> {
             let _ = cgroup.kill_all();
             let _ = cgroup.remove();
         }
-        found.dirs.remove()?;
+        if let Err(e) = found.dirs.remove() {
+            failures.push(format!("container {}: {e}", spec.name));
+            continue;
+        }
         let _ = setup::release(root, spec);
     }
-    setup::remove_networks(root, project)?;
+    if let Err(e) = setup::remove_networks(root, project) {
+        failures.push(e.to_string());
+    }
     let dir = super::project_dir(root, project);
     let _ = std::fs::remove_file(dir.join("supervisor.json"));
     let _ = std::fs::remove_file(super::control::socket_path(&dir));
-    Ok(())
+    if failures.is_empty() { Ok(()) } else { Err(SupervisorError::Other(failures.join("\n"))) }
 }
 
 /// SIGKILLs a process that is not our child and waits (up to 10 s) for it to be gone.

@@ -165,8 +165,8 @@ fn spawn_container(request: CreateRequest, fds: Vec<OwnedFd>) -> Result<(i32, Ow
 fn spawn_exec(request: ExecRequest, fds: Vec<OwnedFd>, own_pid_ns: Option<&File>) -> Result<(i32, OwnedFd), String> {
     let target = fds.get(1).ok_or("exec request without a pidfd")?;
     let own = own_pid_ns.ok_or("cannot open the spawner's PID namespace")?;
-    let seccomp = super::seccomp::programs_for(&request.process)
-        .map_err(|e| format!("service {:?}: {e}", request.service))?;
+    let seccomp =
+        super::seccomp::programs_for(&request.process).map_err(|e| format!("service {:?}: {e}", request.service))?;
     nix::sched::setns(target, CloneFlags::CLONE_NEWPID).map_err(|e| format!("enter the PID namespace: {e}"))?;
     let cloned = clone3(0);
     if let Ok(Cloned::Child) = cloned {

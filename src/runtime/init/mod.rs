@@ -10,8 +10,8 @@
 //! identity and capabilities ([`process`]), which must come after everything needing privilege.
 
 mod dev;
-mod keyring;
 mod kernfs;
+mod keyring;
 mod loopback;
 mod path;
 mod process;

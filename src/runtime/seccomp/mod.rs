@@ -106,8 +106,7 @@ impl Programs {
 /// Reads and checks a profile file (`security_opt: [seccomp=FILE]`): returns its text, which
 /// the spec carries so the container does not depend on the file later.
 pub fn load_profile(path: &Path, shown: &str) -> Result<String, SeccompError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| SeccompError::Read { file: shown.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SeccompError::Read { file: shown.to_owned(), source })?;
     let parsed = profile::parse(&text).map_err(|m| profile_error(shown, m))?;
     profile::resolve(&parsed, &[], profile::kernel_version()).map_err(|m| profile_error(shown, m))?;
     Ok(text)
@@ -175,7 +174,11 @@ fn compile(resolved: &Resolved) -> Result<Programs, seccompiler::BackendError> {
     Ok(Programs { programs, flags: resolved.flags })
 }
 
-fn program(rules: &[&Rule], mismatch: Action, on_match: Action) -> Result<Vec<libc::sock_filter>, seccompiler::BackendError> {
+fn program(
+    rules: &[&Rule],
+    mismatch: Action,
+    on_match: Action,
+) -> Result<Vec<libc::sock_filter>, seccompiler::BackendError> {
     // `None`: matches on the number alone, whatever other rules of the call say.
     let mut by_call: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
     for rule in rules {

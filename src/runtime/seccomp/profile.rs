@@ -138,7 +138,7 @@ pub(super) fn parse(text: &str) -> Result<Profile, Mistake> {
     let mut de = serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let key = e.path().to_string();
-        let key = if key == "." { "(top level)".to_owned() } else { key };
+        let key = if key == "." || key == "?" { "(top level)".to_owned() } else { key };
         mistake(key, e.into_inner().to_string())
     })
 }
@@ -178,7 +178,11 @@ pub(super) fn resolve(profile: &Profile, caps: &[String], kernel: (u32, u32)) ->
         return Err(mistake("listenerPath", "seccomp notification listeners are not supported"));
     }
     let all_arches = profile.architectures.iter().flatten().chain(
-        profile.arch_map.iter().flatten().flat_map(|m| std::iter::once(&m.architecture).chain(m.sub_architectures.iter().flatten())),
+        profile
+            .arch_map
+            .iter()
+            .flatten()
+            .flat_map(|m| std::iter::once(&m.architecture).chain(m.sub_architectures.iter().flatten())),
     );
     for arch in all_arches {
         if !arch.starts_with("SCMP_ARCH_") {
@@ -293,9 +297,5 @@ fn conditions(args: &[Arg]) -> Result<Vec<Vec<Condition>>, (String, String)> {
         *per_index.entry(index).or_default() += 1;
         out.push(Condition { index, op, value });
     }
-    if per_index.values().any(|n| *n > 1) {
-        Ok(out.into_iter().map(|c| vec![c]).collect())
-    } else {
-        Ok(vec![out])
-    }
+    if per_index.values().any(|n| *n > 1) { Ok(out.into_iter().map(|c| vec![c]).collect()) } else { Ok(vec![out]) }
 }

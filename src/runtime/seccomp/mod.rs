@@ -116,8 +116,10 @@ fn profile_error(file: &str, m: profile::Mistake) -> SeccompError {
     SeccompError::Profile { file: file.to_owned(), key: m.key, message: m.message }
 }
 
-static CACHE: LazyLock<Mutex<HashMap<(SeccompPolicy, Vec<String>), Arc<Programs>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Compiled programs by policy and sorted capability names.
+type Cache = HashMap<(SeccompPolicy, Vec<String>), Arc<Programs>>;
+
+static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// The programs for `process`, or `None` when it runs unconfined. Compiled once per distinct
 /// policy and capability set for the life of this process (the spawner).

@@ -194,9 +194,10 @@ pub(super) fn resolve(profile: &Profile, caps: &[String], kernel: (u32, u32)) ->
     let mut flags = 0;
     for (i, flag) in profile.flags.iter().flatten().enumerate() {
         flags |= match flag.as_str() {
-            "SECCOMP_FILTER_FLAG_TSYNC" => libc::SECCOMP_FILTER_FLAG_TSYNC as u32,
-            "SECCOMP_FILTER_FLAG_LOG" => libc::SECCOMP_FILTER_FLAG_LOG as u32,
-            "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32,
+            // linux/seccomp.h
+            "SECCOMP_FILTER_FLAG_TSYNC" => 1,
+            "SECCOMP_FILTER_FLAG_LOG" => 2,
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => 4,
             other => return Err(mistake(format!("flags[{i}]"), format!("unsupported flag {other:?}"))),
         };
     }
@@ -233,23 +234,17 @@ pub(super) fn resolve(profile: &Profile, caps: &[String], kernel: (u32, u32)) ->
 /// docker's `includes`/`excludes`: every include holds and no exclude does.
 fn applies(call: &Syscall, caps: &[String], kernel: (u32, u32)) -> bool {
     let at_least = |min: &String| parse_version(min).is_some_and(|v| kernel >= v);
-    if let Some(ex) = &call.excludes {
-        if ex.arches.iter().flatten().any(|a| a == NATIVE_ARCH)
+    let excluded = call.excludes.as_ref().is_some_and(|ex| {
+        ex.arches.iter().flatten().any(|a| a == NATIVE_ARCH)
             || ex.caps.iter().flatten().any(|c| caps.contains(c))
             || ex.min_kernel.as_ref().is_some_and(at_least)
-        {
-            return false;
-        }
-    }
-    if let Some(inc) = &call.includes {
-        if inc.arches.as_ref().is_some_and(|a| !a.is_empty() && !a.iter().any(|a| a == NATIVE_ARCH))
+    });
+    let not_included = call.includes.as_ref().is_some_and(|inc| {
+        inc.arches.as_ref().is_some_and(|a| !a.is_empty() && !a.iter().any(|a| a == NATIVE_ARCH))
             || inc.caps.iter().flatten().any(|c| !caps.contains(c))
             || inc.min_kernel.as_ref().is_some_and(|m| !at_least(m))
-        {
-            return false;
-        }
-    }
-    true
+    });
+    !excluded && !not_included
 }
 
 fn syscall_number(name: &str) -> Option<i64> {

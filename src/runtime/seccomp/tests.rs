@@ -209,25 +209,49 @@ fn errno_of(r: libc::c_long) -> i32 {
     if r < 0 { nix::Error::last() as i32 } else { 0 }
 }
 
+// The probes make raw calls with no pointers, or with null ones the kernel checks.
+fn unshare_user() -> i32 {
+    // SAFETY: see above.
+    errno_of(unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) })
+}
+
+fn socket_of(family: libc::c_int) -> i32 {
+    // SAFETY: see above.
+    errno_of(unsafe { libc::syscall(libc::SYS_socket, family, libc::SOCK_STREAM, 0) })
+}
+
+fn clone3_null() -> i32 {
+    // SAFETY: see above.
+    errno_of(unsafe { libc::syscall(libc::SYS_clone3, 0usize, 0usize) })
+}
+
+fn keyctl_session_id() -> i32 {
+    // SAFETY: see above.
+    errno_of(unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 0) })
+}
+
+fn personality_query() -> i32 {
+    // SAFETY: see above.
+    errno_of(unsafe { libc::syscall(libc::SYS_personality, 0xffff_ffffu64) })
+}
+
+fn getpid() -> i32 {
+    // SAFETY: see above.
+    errno_of(unsafe { libc::syscall(libc::SYS_getpid) })
+}
+
 #[test]
 fn the_compiled_default_refuses_namespaces_vsock_and_clone3_and_allows_the_rest() {
     let programs = compile_policy(&SeccompPolicy::Default, &default_caps()).unwrap();
-    // SAFETY (each probe): raw calls with no pointers, or null ones the kernel checks.
-    let unshare = under(&programs, || errno_of(unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) }));
-    assert_eq!(unshare, libc::EPERM, "unshare(CLONE_NEWUSER)");
-    let vsock = under(&programs, || errno_of(unsafe { libc::syscall(libc::SYS_socket, libc::AF_VSOCK, 1, 0) }));
-    assert_eq!(vsock, libc::EPERM, "socket(AF_VSOCK)");
-    let clone3 = under(&programs, || errno_of(unsafe { libc::syscall(libc::SYS_clone3, 0usize, 0usize) }));
-    assert_eq!(clone3, libc::ENOSYS, "clone3");
-    let keyctl = under(&programs, || errno_of(unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 0) }));
-    assert_eq!(keyctl, libc::EPERM, "keyctl");
-    let personality = under(&programs, || errno_of(unsafe { libc::syscall(libc::SYS_personality, 0xffff_ffffu64) }));
-    assert_eq!(personality, 0, "personality(query)");
-    let getpid = under(&programs, || errno_of(unsafe { libc::syscall(libc::SYS_getpid) }));
-    assert_eq!(getpid, 0);
-    let unix = under(&programs, || {
-        let fd = unsafe { libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0) };
-        errno_of(fd)
-    });
-    assert_eq!(unix, 0, "socket(AF_UNIX)");
+    assert_eq!(under(&programs, unshare_user), libc::EPERM, "unshare(CLONE_NEWUSER)");
+    assert_eq!(under(&programs, || socket_of(libc::AF_VSOCK)), libc::EPERM, "socket(AF_VSOCK)");
+    assert_eq!(under(&programs, || socket_of(libc::AF_ALG)), libc::EPERM, "socket(AF_ALG)");
+    assert_eq!(under(&programs, clone3_null), libc::ENOSYS, "clone3");
+    assert_eq!(under(&programs, keyctl_session_id), libc::EPERM, "keyctl");
+    assert_eq!(under(&programs, personality_query), 0, "personality(query)");
+    assert_eq!(under(&programs, getpid), 0);
+    assert_eq!(under(&programs, || socket_of(libc::AF_UNIX)), 0, "socket(AF_UNIX)");
+    // With CAP_SYS_ADMIN the namespace calls are the capability's business again.
+    let admin = compile_policy(&SeccompPolicy::Default, &with("CAP_SYS_ADMIN")).unwrap();
+    assert_ne!(under(&admin, clone3_null), libc::ENOSYS, "clone3 reaches the kernel with CAP_SYS_ADMIN");
 }

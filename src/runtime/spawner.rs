@@ -104,6 +104,7 @@ fn serve(socket: OwnedFd) -> ! {
     // Read once here, while the parent loads the project, and inherited by every container
     // process forked from here (see `cgroups::mounts`).
     let _ = crate::runtime::cgroups::host_cgroup_mounts();
+    crate::runtime::seccomp::warm();
     loop {
         let (request, fds) = match sync::recv_json::<Request>(socket.as_fd()) {
             Ok(Some(message)) => message,

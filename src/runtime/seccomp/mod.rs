@@ -140,6 +140,20 @@ pub fn programs_for(process: &Process) -> Result<Option<Arc<Programs>>, SeccompE
     Ok(Some(programs))
 }
 
+/// Compiles docker's default profile for docker's default capabilities into the cache: the
+/// spawner does it while its parent is still loading the project, so the common container
+/// starts without waiting for a compile.
+pub fn warm() {
+    let caps: Vec<String> = super::caps::DOCKER_DEFAULT_CAPS.iter().map(|c| (*c).to_owned()).collect();
+    let mut key = (SeccompPolicy::Default, caps);
+    key.1.sort();
+    if let Ok(programs) = compile_policy(&key.0, &key.1)
+        && let Ok(mut cache) = CACHE.lock()
+    {
+        cache.entry(key).or_insert_with(|| Arc::new(programs));
+    }
+}
+
 /// Compiles a policy for a process with capabilities `caps`.
 pub fn compile_policy(policy: &SeccompPolicy, caps: &[String]) -> Result<Programs, SeccompError> {
     let (file, text) = match policy {

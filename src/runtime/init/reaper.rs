@@ -59,7 +59,8 @@ pub(super) fn run(
 /// No capabilities in any set, `no_new_privs`, the service user's ids when it is not root,
 /// then the seccomp filter.
 fn confine(service: &Process, seccomp: Option<&Programs>) -> Result<(), Failure> {
-    for cap in caps::all() {
+    // Only what this kernel knows: asking about a newer capability is EINVAL.
+    for cap in caps::runtime::thread_all_supported() {
         if caps::has_cap(None, CapSet::Bounding, cap).context(|| format!("read {cap} in the bounding set"))? {
             caps::drop(None, CapSet::Bounding, cap).context(|| format!("drop {cap} from the bounding set"))?;
         }

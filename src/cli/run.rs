@@ -235,6 +235,7 @@ pub(super) fn exec(global: &GlobalOptions, args: &ExecArgs, spawner: &Spawner) -
         stdin_open: true,
         capabilities,
         no_new_privileges: base.no_new_privileges,
+        seccomp: base.seccomp.clone(),
         rlimits: base.rlimits.clone(),
     };
     let stdio = (!tty).then_some([0, 1, 2]);

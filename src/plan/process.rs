@@ -2,7 +2,7 @@
 //! resource limits.
 
 use crate::runtime::caps::capability_set;
-use crate::runtime::spec::{Process, Rlimit};
+use crate::runtime::spec::{Process, Rlimit, SeccompPolicy};
 use crate::spec::Service;
 use crate::spec::volumes::clean_absolute;
 
@@ -40,6 +40,7 @@ pub(super) fn process(
         stdin_open: overrides.interactive || service.stdin_open,
         capabilities,
         no_new_privileges: no_new_privileges(service),
+        seccomp: seccomp(ctx, service)?,
         rlimits: rlimits(service)?,
     })
 }
@@ -155,6 +156,27 @@ fn no_new_privileges(service: &Service) -> bool {
     other_strings(service, "security_opt")
         .iter()
         .any(|opt| matches!(opt.as_str(), "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true"))
+}
+
+/// `security_opt: [seccomp=unconfined]` or `[seccomp=FILE]` (FILE relative to the project
+/// directory, as compose reads it), also with `:`; `privileged` runs unconfined, as in docker.
+fn seccomp(ctx: &PlanContext<'_>, service: &Service) -> Result<SeccompPolicy, PlanError> {
+    let mut policy = SeccompPolicy::Default;
+    for opt in other_strings(service, "security_opt") {
+        let Some(value) = opt.strip_prefix("seccomp=").or_else(|| opt.strip_prefix("seccomp:")) else { continue };
+        policy = match value {
+            "unconfined" => SeccompPolicy::Unconfined,
+            "builtin" | "default" => SeccompPolicy::Default,
+            "" => return Err(invalid(service, "security_opt", format!("{opt:?}: no seccomp profile given"))),
+            file => {
+                let path = ctx.project.working_dir.join(file);
+                let json = crate::runtime::seccomp::load_profile(&path, file)
+                    .map_err(|e| invalid(service, "security_opt", e.to_string()))?;
+                SeccompPolicy::Profile { file: file.to_owned(), json }
+            }
+        };
+    }
+    Ok(if service.privileged { SeccompPolicy::Unconfined } else { policy })
 }
 
 /// A `ulimits` name as the resource `setrlimit` takes (docker's go-units names, plus `as`).

@@ -17,6 +17,7 @@ pub mod exec;
 pub mod init;
 mod init_layer;
 pub mod pty;
+pub mod seccomp;
 mod spare_dirs;
 pub mod spawner;
 pub mod spec;

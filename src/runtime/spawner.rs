@@ -104,6 +104,7 @@ fn serve(socket: OwnedFd) -> ! {
     // Read once here, while the parent loads the project, and inherited by every container
     // process forked from here (see `cgroups::mounts`).
     let _ = crate::runtime::cgroups::host_cgroup_mounts();
+    crate::runtime::seccomp::warm();
     loop {
         let (request, fds) = match sync::recv_json::<Request>(socket.as_fd()) {
             Ok(Some(message)) => message,
@@ -139,6 +140,9 @@ fn spawn_container(request: CreateRequest, fds: Vec<OwnedFd>) -> Result<(i32, Ow
     if ns.uts == Private {
         flags |= CloneFlags::CLONE_NEWUTS;
     }
+    // Compiled here, before the clone, so the spawner's cache serves later containers.
+    let seccomp = super::seccomp::programs_for(&request.spec.process)
+        .map_err(|e| format!("service {:?}: {e}", request.spec.service))?;
     // Joining another container's PID namespace must happen before the clone: it only
     // affects children.
     let joined_pid = request.join.iter().find(|(kind, _)| kind == "pid").map(|(_, pid)| *pid);
@@ -148,7 +152,7 @@ fn spawn_container(request: CreateRequest, fds: Vec<OwnedFd>) -> Result<(i32, Ow
     };
     let cloned = clone3(flags.bits() as u64);
     if let Ok(Cloned::Child) = cloned {
-        init::container_main(request, fds)
+        init::container_main(request, fds, seccomp.as_deref())
     }
     if let Some(own) = restore {
         restore_pid_ns(&own);
@@ -162,10 +166,12 @@ fn spawn_container(request: CreateRequest, fds: Vec<OwnedFd>) -> Result<(i32, Ow
 fn spawn_exec(request: ExecRequest, fds: Vec<OwnedFd>, own_pid_ns: Option<&File>) -> Result<(i32, OwnedFd), String> {
     let target = fds.get(1).ok_or("exec request without a pidfd")?;
     let own = own_pid_ns.ok_or("cannot open the spawner's PID namespace")?;
+    let seccomp =
+        super::seccomp::programs_for(&request.process).map_err(|e| format!("service {:?}: {e}", request.service))?;
     nix::sched::setns(target, CloneFlags::CLONE_NEWPID).map_err(|e| format!("enter the PID namespace: {e}"))?;
     let cloned = clone3(0);
     if let Ok(Cloned::Child) = cloned {
-        init::exec_main(request, fds)
+        init::exec_main(request, fds, seccomp.as_deref())
     }
     restore_pid_ns(own);
     match cloned.map_err(|e| format!("clone: {e}"))? {

@@ -139,9 +139,31 @@ pub struct Process {
     /// `security_opt: [no-new-privileges]`.
     #[serde(default)]
     pub no_new_privileges: bool,
+    /// The seccomp filter (`security_opt: [seccomp=...]`; `privileged` is unconfined).
+    #[serde(default)]
+    pub seccomp: SeccompPolicy,
     /// Resource limits (`ulimits`).
     #[serde(default)]
     pub rlimits: Vec<Rlimit>,
+}
+
+/// Which seccomp filter a process runs under.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeccompPolicy {
+    /// docker's default profile, against the process's capabilities.
+    #[default]
+    Default,
+    /// No filter (`seccomp=unconfined`, `privileged: true`).
+    Unconfined,
+    /// A profile of docker's JSON format, carried whole so the container does not depend on
+    /// the file after it was planned.
+    Profile {
+        /// The file as `security_opt` named it, for messages.
+        file: String,
+        /// Its text.
+        json: String,
+    },
 }
 
 /// One `setrlimit`.

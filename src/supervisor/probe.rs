@@ -63,6 +63,7 @@ async fn probe(shared: &Arc<Shared>, target: &Arc<Target>, plan: &HealthPlan) ->
         stdin_open: false,
         capabilities: base.capabilities.clone(),
         no_new_privileges: base.no_new_privileges,
+        seccomp: base.seccomp.clone(),
         rlimits: base.rlimits.clone(),
     };
     let (read_end, write_end) = match nix::unistd::pipe() {

@@ -318,3 +318,29 @@ fn resources_come_from_service_keys_and_deploy_limits() {
     let err = f.plan("both").unwrap_err().to_string();
     assert_eq!(err, r#"service "both": cpus: conflicting options: cpus and cpu_period cannot both be set"#);
 }
+
+#[test]
+fn security_opt_seccomp_picks_the_policy_and_privileged_is_unconfined() {
+    use crate::runtime::spec::SeccompPolicy;
+    let f = fixture(
+        "name: proj\nservices:\n  plain:\n    image: busybox\n  open:\n    image: busybox\n\
+         \x20   security_opt: [\"seccomp:unconfined\"]\n  all:\n    image: busybox\n    privileged: true\n\
+         \x20 own:\n    image: busybox\n    security_opt: [\"seccomp=p/deny.json\"]\n\
+         \x20 bad:\n    image: busybox\n    security_opt: [\"seccomp=p/bad.json\"]\n",
+    );
+    let dir = f.project.working_dir.join("p");
+    std::fs::create_dir_all(&dir).unwrap();
+    let deny = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}"#;
+    std::fs::write(dir.join("deny.json"), deny).unwrap();
+    std::fs::write(dir.join("bad.json"), r#"{"defaultAction": "SCMP_ACT_ALLOW", "flags": [3]}"#).unwrap();
+    assert_eq!(f.plan("plain").unwrap().process.seccomp, SeccompPolicy::Default);
+    assert_eq!(f.plan("open").unwrap().process.seccomp, SeccompPolicy::Unconfined);
+    assert_eq!(f.plan("all").unwrap().process.seccomp, SeccompPolicy::Unconfined);
+    let own = f.plan("own").unwrap().process.seccomp;
+    assert_eq!(own, SeccompPolicy::Profile { file: "p/deny.json".into(), json: deny.into() });
+    let err = f.plan("bad").unwrap_err().to_string();
+    assert!(
+        err.starts_with(r#"service "bad": security_opt: seccomp profile p/bad.json: flags[0]: invalid type"#),
+        "{err}"
+    );
+}

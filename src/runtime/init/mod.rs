@@ -12,6 +12,7 @@
 mod copy_up;
 mod dev;
 mod kernfs;
+mod keyring;
 mod loopback;
 mod path;
 mod process;
@@ -27,6 +28,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawF
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
 
+use super::seccomp::Programs;
 use super::spawner::exit_now;
 use super::spec::NamespaceMode;
 use super::sync::{self, CreateRequest, ExecRequest, FromChild, ToChild};
@@ -63,18 +65,31 @@ const SYNC_FD: RawFd = 3;
 /// Where a joining process keeps the container's pidfd until it has entered.
 const TARGET_FD: RawFd = 4;
 
-/// Entry point of a new container's first process.
-pub(crate) fn container_main(request: CreateRequest, fds: Vec<OwnedFd>) -> ! {
-    let sync = arrange_fds(fds, request.stdio, false);
-    let result = prepare_process(request.die_with_parent).and_then(|()| container(&request, sync.as_fd()));
+/// Entry point of a new container's first process. `seccomp` was compiled by the spawner.
+pub(crate) fn container_main(request: CreateRequest, fds: Vec<OwnedFd>, seccomp: Option<&Programs>) -> ! {
+    let sync = arranged_or_fail(fds, request.stdio, false);
+    let result = prepare_process(request.die_with_parent).and_then(|()| container(&request, sync.as_fd(), seccomp));
     fail(sync.as_fd(), result)
 }
 
 /// Entry point of a process joining a running container.
-pub(crate) fn exec_main(request: ExecRequest, fds: Vec<OwnedFd>) -> ! {
-    let sync = arrange_fds(fds, request.stdio, true);
-    let result = prepare_process(false).and_then(|()| join(&request, sync.as_fd()));
+pub(crate) fn exec_main(request: ExecRequest, fds: Vec<OwnedFd>, seccomp: Option<&Programs>) -> ! {
+    let sync = arranged_or_fail(fds, request.stdio, true);
+    let result = prepare_process(false).and_then(|()| join(&request, sync.as_fd(), seccomp));
     fail(sync.as_fd(), result)
+}
+
+/// The sync socket once descriptors are arranged; on failure, reports on whichever descriptor
+/// holds the socket at that point.
+fn arranged_or_fail(fds: Vec<OwnedFd>, stdio: bool, with_target: bool) -> OwnedFd {
+    match arrange_fds(fds, stdio, with_target) {
+        Ok(sync) => sync,
+        Err((socket, failure)) => {
+            // SAFETY: `socket` is the sync socket's descriptor, left open by arrange_fds.
+            let socket = unsafe { BorrowedFd::borrow_raw(socket) };
+            fail(socket, Err(failure))
+        }
+    }
 }
 
 fn fail(sync: BorrowedFd<'_>, result: Result<Infallible, Failure>) -> ! {
@@ -83,7 +98,7 @@ fn fail(sync: BorrowedFd<'_>, result: Result<Infallible, Failure>) -> ! {
     exit_now(127)
 }
 
-fn container(request: &CreateRequest, sync: BorrowedFd<'_>) -> Result<Infallible, Failure> {
+fn container(request: &CreateRequest, sync: BorrowedFd<'_>, seccomp: Option<&Programs>) -> Result<Infallible, Failure> {
     let spec = &request.spec;
     for (kind, pid) in &request.join {
         let flag = match kind.as_str() {
@@ -114,14 +129,15 @@ fn container(request: &CreateRequest, sync: BorrowedFd<'_>) -> Result<Infallible
     rootfs::finish(root, spec, &request.dirs)?;
     crate::timing::phase("child finished");
     open_terminal(spec.process.tty, sync)?;
+    keyring::join_new()?;
     if spec.init {
-        reaper::run(sync, || process::exec(&spec.process, sync))
+        reaper::run(sync, &spec.process, seccomp, || process::exec(&spec.process, seccomp))
     } else {
-        process::exec(&spec.process, sync)
+        process::exec(&spec.process, seccomp)
     }
 }
 
-fn join(request: &ExecRequest, sync: BorrowedFd<'_>) -> Result<Infallible, Failure> {
+fn join(request: &ExecRequest, sync: BorrowedFd<'_>, seccomp: Option<&Programs>) -> Result<Infallible, Failure> {
     wait_for_go(sync)?;
     // SAFETY: TARGET_FD was placed by arrange_fds and is owned by nothing else.
     let target = unsafe { OwnedFd::from_raw_fd(TARGET_FD) };
@@ -134,7 +150,8 @@ fn join(request: &ExecRequest, sync: BorrowedFd<'_>) -> Result<Infallible, Failu
     drop(target);
     nix::unistd::chdir("/").context(|| "chdir /".into())?;
     open_terminal(request.process.tty, sync)?;
-    process::exec(&request.process, sync)
+    keyring::join_new()?;
+    process::exec(&request.process, seccomp)
 }
 
 /// Makes this process the leader of a new session; with a terminal, allocates a pty in the
@@ -180,7 +197,8 @@ fn prepare_process(die_with_parent: bool) -> Result<(), Failure> {
             continue;
         }
         // SAFETY: installing SIG_DFL runs no code of ours in signal context.
-        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }
+            .context(|| format!("reset the handler of {signal}"))?;
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context(|| "sigprocmask".into())?;
     if die_with_parent {
@@ -191,43 +209,65 @@ fn prepare_process(die_with_parent: bool) -> Result<(), Failure> {
 
 /// Puts stdio on 0–2 (or /dev/null), the sync socket on 3, a joining process's target pidfd on
 /// 4, and closes every other descriptor inherited from the spawner: a container sees only 0–2
-/// once it execs (CVE-2024-21626).
-fn arrange_fds(fds: Vec<OwnedFd>, stdio: bool, with_target: bool) -> OwnedFd {
+/// once it execs (CVE-2024-21626). Every step is checked: a descriptor left in place would
+/// reach the container. On failure, returns the descriptor the sync socket is on.
+fn arrange_fds(fds: Vec<OwnedFd>, stdio: bool, with_target: bool) -> Result<OwnedFd, (RawFd, Failure)> {
+    let originals: Vec<RawFd> = fds.into_iter().map(IntoRawFd::into_raw_fd).collect();
+    let report = originals.first().copied().unwrap_or(-1);
     // Move everything high first so the dup2s below cannot clobber one another.
-    let high: Vec<RawFd> = fds
-        .into_iter()
-        .map(|fd| {
-            let raw = fd.into_raw_fd();
-            // SAFETY: F_DUPFD_CLOEXEC on a descriptor this process owns.
-            unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 100) }
-        })
-        .collect();
-    let get = |i: usize| high.get(i).copied().unwrap_or(-1);
-    let mut next = 1;
-    let sync = get(0);
-    let target = if with_target {
-        next += 1;
-        get(1)
-    } else {
-        -1
+    let mut high = Vec::with_capacity(originals.len());
+    for &fd in &originals {
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor this process owns.
+        let moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100) };
+        checked(moved, report, || format!("move descriptor {fd}"))?;
+        high.push(moved);
+    }
+    let report = high.first().copied().unwrap_or(-1);
+    let wanted = 1 + usize::from(with_target) + if stdio { 3 } else { 0 };
+    if high.len() < wanted {
+        return Err((report, Failure::new(format!("expected {wanted} descriptors, got {}", high.len()))));
+    }
+    let mut next = 1 + usize::from(with_target);
+    // Left open where it lands: close_range below closes it unless it is one of 0-4, which
+    // the dup2s overwrite.
+    let null = match stdio {
+        true => None,
+        false => Some(
+            File::open("/dev/null")
+                .map(IntoRawFd::into_raw_fd)
+                .map_err(|e| (report, Failure::new(format!("open /dev/null: {e}"))))?,
+        ),
     };
-    let null = File::open("/dev/null").map(IntoRawFd::into_raw_fd).unwrap_or(-1);
     for std_fd in 0..3 {
-        let source = if stdio { get(next + std_fd as usize) } else { null };
+        let source = match null {
+            Some(null) => null,
+            None => {
+                next += 1;
+                high[next - 1]
+            }
+        };
         // SAFETY: dup2 between descriptors this process owns.
-        unsafe { libc::dup2(source, std_fd) };
+        checked(unsafe { libc::dup2(source, std_fd) }, report, || format!("dup2 onto descriptor {std_fd}"))?;
     }
     // SAFETY: as above; the copies at 3 and 4 are close-on-exec.
-    unsafe { libc::dup3(sync, SYNC_FD, libc::O_CLOEXEC) };
+    checked(unsafe { libc::dup3(high[0], SYNC_FD, libc::O_CLOEXEC) }, report, || "dup3 the sync socket".into())?;
+    let report = SYNC_FD;
     if with_target {
         // SAFETY: as above.
-        unsafe { libc::dup3(target, TARGET_FD, libc::O_CLOEXEC) };
+        let r = unsafe { libc::dup3(high[1], TARGET_FD, libc::O_CLOEXEC) };
+        checked(r, report, || "dup3 the container's pidfd".into())?;
     }
     let first_free = if with_target { TARGET_FD + 1 } else { SYNC_FD + 1 };
     // SAFETY: close_range closes this process's own descriptors from first_free up.
-    unsafe { libc::syscall(libc::SYS_close_range, first_free as libc::c_uint, libc::c_uint::MAX, 0) };
+    let closed = unsafe { libc::syscall(libc::SYS_close_range, first_free as libc::c_uint, libc::c_uint::MAX, 0) };
+    checked(if closed < 0 { -1 } else { 0 }, report, || "close_range".into())?;
     // SAFETY: SYNC_FD was installed just above and nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(SYNC_FD) }
+    Ok(unsafe { OwnedFd::from_raw_fd(SYNC_FD) })
+}
+
+/// A raw call's result: negative is the failure in errno, reported on `report`.
+fn checked(r: libc::c_int, report: RawFd, what: impl FnOnce() -> String) -> Result<(), (RawFd, Failure)> {
+    if r < 0 { Err((report, Failure::new(format!("{}: {}", what(), nix::Error::last())))) } else { Ok(()) }
 }
 
 fn set_domainname(name: &str) -> Result<(), Failure> {

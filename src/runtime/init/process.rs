@@ -1,27 +1,36 @@
 //! The last steps before `execve`: the user from the container's own /etc/passwd and
 //! /etc/group, the working directory, resource limits, `no_new_privs`, the identity switch and
-//! the capability sets, and finding the program on the container's `PATH`.
+//! the capability sets, the seccomp filter, and finding the program on the container's `PATH`.
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::BorrowedFd;
 use std::os::unix::fs::PermissionsExt;
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::unistd::{Gid, Uid};
 
 use super::{Context, Failure};
+use crate::runtime::seccomp::Programs;
 use crate::runtime::spec::Process;
 use crate::runtime::user::{ExecUser, resolve_user};
 
 /// The `PATH` used when the environment has none (docker's default).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-pub(super) fn exec(process: &Process, _sync: BorrowedFd<'_>) -> Result<Infallible, Failure> {
+/// The process's user from the container's /etc/passwd and /etc/group.
+pub(super) fn user(process: &Process) -> Result<ExecUser, Failure> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok();
     let group = std::fs::read_to_string("/etc/group").ok();
-    let user = resolve_user(&process.user, &process.additional_groups, passwd.as_deref(), group.as_deref())
-        .map_err(|e| Failure(e.to_string()))?;
+    resolve_user(&process.user, &process.additional_groups, passwd.as_deref(), group.as_deref())
+        .map_err(|e| Failure(e.to_string()))
+}
+
+/// Becomes `process` and execs it. The seccomp filter goes on as runc puts it: with
+/// `no_new_privs`, right before `execve`; without, before the capabilities are dropped, since
+/// installing a filter then needs CAP_SYS_ADMIN (the identity switch and `chdir` that follow
+/// are allowed by docker's profile).
+pub(super) fn exec(process: &Process, seccomp: Option<&Programs>) -> Result<Infallible, Failure> {
+    let user = user(process)?;
     let mut env = process.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));
@@ -38,6 +47,8 @@ pub(super) fn exec(process: &Process, _sync: BorrowedFd<'_>) -> Result<Infallibl
     }
     if process.no_new_privileges {
         nix::sys::prctl::set_no_new_privs().context(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
+    } else if let Some(programs) = seccomp {
+        programs.install().context(|| "install the seccomp filter".into())?;
     }
     switch_identity(&user, &process.capabilities)?;
     nix::unistd::chdir(process.cwd.as_str())
@@ -51,6 +62,11 @@ pub(super) fn exec(process: &Process, _sync: BorrowedFd<'_>) -> Result<Infallibl
     let argv = cstrings(&process.args)?;
     let envp = cstrings(&env)?;
     let path = CString::new(program.as_bytes()).map_err(|_| Failure(format!("bad program path {program:?}")))?;
+    if process.no_new_privileges
+        && let Some(programs) = seccomp
+    {
+        programs.install().context(|| "install the seccomp filter".into())?;
+    }
     let error = nix::unistd::execve(&path, &argv, &envp).err().unwrap_or(nix::Error::UnknownErrno);
     Err(Failure(format!("exec: {name:?}: {}", error.desc().to_lowercase())))
 }

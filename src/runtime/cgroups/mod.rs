@@ -9,6 +9,7 @@
 //! On v1 the cgroup exists in every controller `libcgroups` knows and the host mounts, so that
 //! its statistics and limits find the directories they read.
 
+pub mod devices;
 mod mounts;
 mod prime;
 mod resources;
@@ -18,6 +19,8 @@ mod v2;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_devices;
 #[cfg(test)]
 mod tests_live;
 
@@ -369,6 +372,31 @@ impl ContainerCgroup {
         }
         true
     }
+}
+
+/// Docker's device policy (the v1 rules) as parsed rules, for the BPF program.
+pub fn default_device_rules() -> Vec<devices::DeviceRule> {
+    v1::DEVICE_RULES
+        .iter()
+        .filter_map(|(file, text)| devices::DeviceRule::parse(*file == "devices.allow", text).ok())
+        .collect()
+}
+
+/// Loads the device program and attaches it to the v2 cgroup `dir`: cgroup v2 has no devices
+/// controller, so this program is the device policy there.
+/// A directory that is not on a cgroup2 file system (a tree laid out like one in unit tests)
+/// has no processes to guard.
+fn attach_device_program(dir: &Path) -> Result<(), CgroupError> {
+    let on_cgroup2 =
+        nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if !on_cgroup2 {
+        return Ok(());
+    }
+    devices::apply(&default_device_rules(), dir).map_err(|source| CgroupError::Io {
+        op: "attach the device program to",
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// Rejects ids that are not one plain path component: they would escape `berth/`.

@@ -47,7 +47,7 @@ const CONFIG_FILES: &str = "config-files";
 pub(super) fn record_config_files(dir: &Path, options: &crate::spec::ProjectOptions) -> Result<(), Failure> {
     let files = crate::spec::load::resolve_files(options)?;
     let text: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
-    std::fs::write(dir.join(CONFIG_FILES), text)?;
+    crate::secure_fs::write_private(&dir.join(CONFIG_FILES), text.as_bytes())?;
     Ok(())
 }
 

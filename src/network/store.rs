@@ -81,7 +81,7 @@ impl NetworkStore {
     /// another berth process holds it.
     pub fn lock(state_root: &Path) -> Result<NetworkStore, StoreError> {
         let dir = state_root.join("networks");
-        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        crate::secure_fs::private_dir(&dir).map_err(io_error(&dir))?;
         let path = dir.join(".lock");
         let file =
             fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_error(&path))?;
@@ -172,7 +172,7 @@ impl NetworkStore {
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     let tmp = path.with_extension("tmp");
-    let mut file = fs::File::create(&tmp).map_err(io_error(&tmp))?;
+    let mut file = crate::secure_fs::create_private(&tmp).map_err(io_error(&tmp))?;
     file.write_all(data).map_err(io_error(&tmp))?;
     fs::rename(&tmp, path).map_err(io_error(path))
 }

@@ -71,7 +71,7 @@ impl ContainerDirs {
     pub fn create(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
         let ran_before = self.upper().is_dir() && self.work().is_dir();
         if !ran_before && !spare_dirs::take(&self.spares(), &self.dir) {
-            fs::create_dir_all(&self.dir).map_err(|e| RuntimeError::io(&self.dir, e))?;
+            crate::secure_fs::private_dir(&self.dir).map_err(|e| RuntimeError::io(&self.dir, e))?;
             for dir in [self.upper(), self.work()] {
                 fs::create_dir(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
             }
@@ -192,7 +192,7 @@ pub fn now() -> u64 {
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RuntimeError> {
     let tmp = path.with_extension("tmp");
-    let mut file = fs::File::create(&tmp).map_err(|e| RuntimeError::io(&tmp, e))?;
+    let mut file = crate::secure_fs::create_private(&tmp).map_err(|e| RuntimeError::io(&tmp, e))?;
     file.write_all(data).map_err(|e| RuntimeError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| RuntimeError::io(path, e))
 }

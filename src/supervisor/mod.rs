@@ -149,11 +149,11 @@ fn prepare(root: &Path, project: Project, spawner: Spawner) -> Result<Shared, Su
     let logs = dir.join("logs");
     // A fresh start has fresh containers: the logs of the last run (kept after `down`) go.
     let _ = std::fs::remove_dir_all(&logs);
-    std::fs::create_dir_all(&logs).map_err(|e| SupervisorError::Io { path: logs.clone(), source: e })?;
+    crate::secure_fs::private_dir(&logs).map_err(|e| SupervisorError::Io { path: logs.clone(), source: e })?;
     let pid = std::process::id() as i32;
     let record = SupervisorRecord { pid, start_time: crate::runtime::state::process_start_time(pid).unwrap_or(0) };
     let path = dir.join("supervisor.json");
-    std::fs::write(&path, serde_json::to_vec(&record).unwrap_or_default())
+    crate::secure_fs::write_private(&path, &serde_json::to_vec(&record).unwrap_or_default())
         .map_err(|e| SupervisorError::Io { path: path.clone(), source: e })?;
     let store = Store::open(root).map_err(|e| SupervisorError::Other(e.to_string()))?;
     let desired = Desired::resolve(root, project, &store)?;

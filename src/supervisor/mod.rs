@@ -206,7 +206,9 @@ async fn listen_for_names(shared: &Shared) -> Result<(), SupervisorError> {
             continue;
         }
         let address = SocketAddr::from((record.addressing.gateway, 53));
-        let listener = shared.dns.listen(address).await.map_err(|e| SupervisorError::Other(e.to_string()))?;
+        let scope = crate::network::dns::Scope { subnet: Some(record.addressing.subnet), internal: record.internal };
+        let listener =
+            shared.dns.listen_scoped(address, scope).await.map_err(|e| SupervisorError::Other(e.to_string()))?;
         if let Ok(mut listeners) = shared.dns_listeners.lock() {
             listeners.insert(key.clone(), listener);
         }

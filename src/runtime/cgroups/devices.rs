@@ -7,8 +7,8 @@
 //! cgroup-device programs without pulling in libbpf and a C toolchain): it reads the access
 //! type, major and minor from its context and tests the rules newest first, so the last rule
 //! that matches decides, as in the v1 controller; nothing matching is a denial.
-//! The kernel keeps an attached program alive as long as the cgroup, and frees it with the
-//! cgroup: the descriptor used to attach it is closed right away.
+//! Each attachment holds its own reference to the program and goes with its cgroup; a berth
+//! process loads the program once and keeps that one descriptor (see `attach_device_program`).
 
 use std::ffi::c_void;
 use std::io;

@@ -36,7 +36,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(crate::secure_fs::FILE_MODE)
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)?;
         file.write_all(bytes)?;

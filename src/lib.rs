@@ -13,6 +13,7 @@ pub mod image;
 pub mod network;
 pub mod plan;
 pub mod runtime;
+pub mod secure_fs;
 pub mod spec;
 pub mod supervisor;
 pub mod timing;

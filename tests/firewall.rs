@@ -335,6 +335,11 @@ fn traffic_scenario(backend: Backend, lab: &Lab, rules: fn(&Netns) -> String) {
     // The DNS server on the gateway.
     assert_eq!(lab.c1.tcp("172.30.0.1:53", PATIENCE).unwrap(), "172.30.0.2");
     assert_eq!(lab.c1.udp("172.30.0.1:53").unwrap(), "172.30.0.2");
+    // ... and for its own bridge only: not for the host itself (through lo), another network's
+    // containers, or a routed host.
+    assert!(lab.host.tcp("172.30.0.1:53", BLOCKED).is_err());
+    assert!(lab.c3.tcp("172.30.0.1:53", BLOCKED).is_err());
+    assert!(lab.outside.tcp("172.30.0.1:53", BLOCKED).is_err());
     // Container to container on the bridge.
     assert_eq!(lab.c1.tcp("172.30.0.3:80", PATIENCE).unwrap(), "172.30.0.2");
 

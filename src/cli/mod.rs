@@ -232,6 +232,7 @@ pub fn run() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    secure_state_root(&cli);
     // Commands that make processes in containers fork the spawner first, while berth still
     // has a single thread.
     if let Command::Run(_) | Command::Exec(_) | Command::Build(_) | Command::Supervise = &cli.command {
@@ -260,6 +261,19 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
         return wait::wait(&cli.global, args);
     }
     dispatch_plain(cli).map(|()| 0)
+}
+
+/// Makes (or tightens) the state root before any command touches it (see `secure_fs`); the
+/// commands that only read stack files leave it alone, so they work for any user.
+fn secure_state_root(cli: &Cli) {
+    if let Command::Config(_) | Command::Graph(_) | Command::Convert(_) | Command::Completion { .. } = &cli.command {
+        return;
+    }
+    let root = cli.global.state_root();
+    if let Err(e) = crate::secure_fs::prepare_root(&root) {
+        // A user who cannot make the root gets the command's own error about it, if any.
+        eprintln!("warning: cannot make the state root {} private: {e}", root.display());
+    }
 }
 
 fn dispatch_plain(cli: Cli) -> Result<(), Failure> {

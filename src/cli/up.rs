@@ -246,9 +246,9 @@ fn start_supervisor(
     let dir = supervisor::project_dir(root, project);
     // A supervisor that died left containers, networks or rules: remove them first.
     recover::clean(root, project).map_err(failure)?;
-    std::fs::create_dir_all(&dir).map_err(failure)?;
+    crate::secure_fs::private_dir(&dir).map_err(failure)?;
     let _ = super::ls::record_config_files(&dir, &request.options);
-    let log = std::fs::File::create(dir.join("supervisor.log")).map_err(failure)?;
+    let log = crate::secure_fs::create_private(&dir.join("supervisor.log")).map_err(failure)?;
     let (read_end, write_end) = nix::unistd::pipe().map_err(failure)?;
     nix::fcntl::fcntl(&read_end, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(failure)?;
     let mut command = Process::new("/proc/self/exe");

@@ -96,6 +96,8 @@ impl Store {
     /// can hold overlay upper directories and clearing staging left by dead processes.
     pub fn open(state_root: &Path) -> Result<Store, ImageError> {
         let dir = state_root.join("images");
+        // Image layers hold setuid binaries: only root may reach them.
+        crate::secure_fs::private_dir(&dir).map_err(io_at(&dir))?;
         for sub in ["blobs/sha256", "layers/sha256", "l", "images", "tmp"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(io_at(&p))?;

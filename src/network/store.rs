@@ -80,7 +80,7 @@ impl NetworkStore {
     /// another berth process holds it.
     pub fn lock(state_root: &Path) -> Result<NetworkStore, StoreError> {
         let dir = state_root.join("networks");
-        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        crate::secure_fs::private_dir(&dir).map_err(io_error(&dir))?;
         let path = dir.join(".lock");
         let file =
             fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_error(&path))?;

@@ -70,7 +70,7 @@ impl ContainerDirs {
     pub fn create(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
         let ran_before = self.upper().is_dir() && self.work().is_dir();
         if !ran_before && !spare_dirs::take(&self.spares(), &self.dir) {
-            fs::create_dir_all(&self.dir).map_err(|e| RuntimeError::io(&self.dir, e))?;
+            crate::secure_fs::private_dir(&self.dir).map_err(|e| RuntimeError::io(&self.dir, e))?;
             for dir in [self.upper(), self.work()] {
                 fs::create_dir(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
             }

@@ -67,7 +67,7 @@ impl EventLog {
             if guard.is_some() {
                 let _ = std::fs::rename(&self.path, rotated(&self.path));
             }
-            *guard = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).ok().map(|f| {
+            *guard = crate::secure_fs::append_private(&self.path).ok().map(|f| {
                 let size = f.metadata().map_or(0, |m| m.len());
                 (f, size)
             });

@@ -96,11 +96,7 @@ pub struct LogFile {
 impl LogFile {
     /// Opens (appending) the log at `path`, kept as `policy` says.
     pub fn open(path: &Path, policy: LogPolicy) -> std::io::Result<Arc<LogFile>> {
-        let file = if policy.discard {
-            None
-        } else {
-            Some(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?))
-        };
+        let file = if policy.discard { None } else { Some(Mutex::new(crate::secure_fs::append_private(path)?)) };
         Ok(Arc::new(LogFile { path: path.to_path_buf(), policy, file }))
     }
 
@@ -132,6 +128,7 @@ pub fn rotate(path: &Path, max_files: u32) -> Option<std::fs::File> {
         let _ = std::fs::rename(from, numbered(n));
     }
     let mut options = std::fs::OpenOptions::new();
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::secure_fs::FILE_MODE);
     options.create(true).append(true).truncate(false);
     if max_files <= 1 {
         options.append(false).write(true).truncate(true);

@@ -149,7 +149,7 @@ fn prepare(root: &Path, project: Project, spawner: Spawner) -> Result<Shared, Su
     let logs = dir.join("logs");
     // A fresh start has fresh containers: the logs of the last run (kept after `down`) go.
     let _ = std::fs::remove_dir_all(&logs);
-    std::fs::create_dir_all(&logs).map_err(|e| SupervisorError::Io { path: logs.clone(), source: e })?;
+    crate::secure_fs::private_dir(&logs).map_err(|e| SupervisorError::Io { path: logs.clone(), source: e })?;
     let pid = std::process::id() as i32;
     let record = SupervisorRecord { pid, start_time: crate::runtime::state::process_start_time(pid).unwrap_or(0) };
     let path = dir.join("supervisor.json");
@@ -207,7 +207,9 @@ async fn listen_for_names(shared: &Shared) -> Result<(), SupervisorError> {
             continue;
         }
         let address = SocketAddr::from((record.addressing.gateway, 53));
-        let listener = shared.dns.listen(address).await.map_err(|e| SupervisorError::Other(e.to_string()))?;
+        let scope = crate::network::dns::Scope { subnet: Some(record.addressing.subnet), internal: record.internal };
+        let listener =
+            shared.dns.listen_scoped(address, scope).await.map_err(|e| SupervisorError::Other(e.to_string()))?;
         if let Ok(mut listeners) = shared.dns_listeners.lock() {
             listeners.insert(key.clone(), listener);
         }

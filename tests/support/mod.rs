@@ -234,6 +234,8 @@ pub fn gateway_of(project: &Project, key: &str) -> Ipv4Addr {
 pub struct Outside {
     name: String,
     pub peer: std::sync::mpsc::Receiver<std::net::SocketAddr>,
+    /// How many queries its DNS resolver has received.
+    pub dns_queries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Outside {
@@ -244,7 +246,8 @@ impl Outside {
         };
         ip(&["netns", "add", name]);
         // From here on a failure still removes the namespace.
-        let mut outside = Outside { name: name.to_owned(), peer: std::sync::mpsc::channel().1 };
+        let mut outside =
+            Outside { name: name.to_owned(), peer: std::sync::mpsc::channel().1, dns_queries: Default::default() };
         ip(&["link", "add", "berthtout0", "type", "veth", "peer", "name", "berthtout1", "netns", name]);
         ip(&["addr", "add", "198.51.100.1/30", "dev", "berthtout0"]);
         ip(&["link", "set", "berthtout0", "up"]);
@@ -268,6 +271,7 @@ impl Outside {
         bound_rx.recv().unwrap();
         let path = format!("/run/netns/{name}");
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let queries = outside.dns_queries.clone();
         std::thread::spawn(move || {
             let ns = std::fs::File::open(path).unwrap();
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
@@ -275,6 +279,7 @@ impl Outside {
             bound_tx.send(()).unwrap();
             let mut buf = [0u8; 512];
             while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                queries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let _ = socket.send_to(&dns_answer(&buf[..n], OUTSIDE_NAME_ADDRESS), peer);
             }
         });

@@ -80,6 +80,11 @@ impl Forward {
         }
     }
 
+    /// REFUSED for the client: this server does not forward its queries (an internal network).
+    pub(super) fn refused(&self) -> Option<Vec<u8>> {
+        encode(&reply(&self.request, ResponseCode::Refused), self.limit)
+    }
+
     /// SERVFAIL for the client: no upstream answered.
     pub(super) fn servfail(&self) -> Option<Vec<u8>> {
         encode(&reply(&self.request, ResponseCode::ServFail), self.limit)

@@ -12,6 +12,12 @@
 //! together; other types for a local name (MX, TXT, ...) get NOERROR with no records, so that a
 //! container never sees a project name resolved upstream.
 //!
+//! Each listener has a [`Scope`]: it serves only clients from its own network's subnet (a
+//! query from anywhere else, the host included, gets no reply at all; the firewall drops those
+//! that come from another interface before they get here), and on an `internal: true` network
+//! it answers only the project's names: anything else gets REFUSED and never leaves the host
+//! (the CVE-2024-29018 class: an internal network must not leak data out through DNS).
+//!
 //! Forwarding uses a fresh ephemeral socket per query and upstream with a fresh random query
 //! id, and takes only an answer from that upstream, to that id and that question: there is no
 //! shared socket whose traffic an off-path host could spoof. An upstream that answers SERVFAIL
@@ -102,6 +108,26 @@ fn hint(error: &io::Error) -> &'static str {
     }
 }
 
+/// Whom a listener serves and what it may do for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scope {
+    /// Only clients in this subnet are answered (the network's own); `None` serves any client.
+    pub subnet: Option<ipnet::Ipv4Net>,
+    /// Never forward: names the project does not know get REFUSED (`internal: true`).
+    pub internal: bool,
+}
+
+impl Scope {
+    /// Whether a query from `client` is served at all.
+    pub fn admits(&self, client: IpAddr) -> bool {
+        match (self.subnet, client) {
+            (None, _) => true,
+            (Some(subnet), IpAddr::V4(v4)) => subnet.contains(&v4),
+            (Some(_), IpAddr::V6(_)) => false,
+        }
+    }
+}
+
 /// The embedded DNS server of one project; cheap to clone, each clone sharing its [`Records`].
 #[derive(Clone)]
 pub struct DnsServer {
@@ -131,6 +157,11 @@ impl DnsServer {
     /// Binds UDP and TCP on `address` (e.g. 172.18.0.1:53) and serves there until the returned
     /// [`Listener`] is dropped or closed. With port 0, UDP and TCP get the same free port.
     pub async fn listen(&self, address: SocketAddr) -> Result<Listener, DnsError> {
+        self.listen_scoped(address, Scope::default()).await
+    }
+
+    /// [`listen`](Self::listen), serving only what `scope` allows.
+    pub async fn listen_scoped(&self, address: SocketAddr, scope: Scope) -> Result<Listener, DnsError> {
         let bind_error = |protocol| move |source| DnsError::Bind { address, protocol, source };
         // With port 0 the kernel picks the UDP port, which TCP may hold for something else:
         // pick again a few times rather than fail.
@@ -147,7 +178,7 @@ impl DnsServer {
             }
         };
         let context =
-            Arc::new(Context { records: self.records.clone(), upstream_timeout: self.upstream_timeout, local });
+            Arc::new(Context { records: self.records.clone(), upstream_timeout: self.upstream_timeout, local, scope });
         let tasks = vec![tokio::spawn(serve_udp(context.clone(), udp)), tokio::spawn(serve_tcp(context, tcp))];
         Ok(Listener { local, tasks })
     }
@@ -196,6 +227,19 @@ struct Context {
     upstream_timeout: Duration,
     /// The address served, never used as an upstream (a query would loop back here).
     local: SocketAddr,
+    /// Whom this listener serves, and whether it forwards.
+    scope: Scope,
+}
+
+impl Context {
+    /// What to do with a query from `client`: an internal network's listener refuses what it
+    /// would otherwise forward.
+    fn decide(&self, client: IpAddr, query: &[u8], transport: Transport) -> Action {
+        match answer::decide(self.records.as_ref(), client, query, transport) {
+            Action::Forward(forward) if self.scope.internal => forward.refused().map_or(Action::Drop, Action::Reply),
+            action => action,
+        }
+    }
 }
 
 /// The UDP loop. Local answers are sent from here; forwarded queries get a task each, so a slow
@@ -217,8 +261,11 @@ async fn serve_udp(context: Arc<Context>, socket: UdpSocket) {
                 };
                 while forwards.try_join_next().is_some() {}
                 let client = peer.ip().to_canonical();
+                if !context.scope.admits(client) {
+                    continue;
+                }
                 let Some(query) = buffer.get(..len) else { continue };
-                match answer::decide(context.records.as_ref(), client, query, Transport::Udp) {
+                match context.decide(client, query, Transport::Udp) {
                     Action::Drop => {}
                     Action::Reply(reply) => {
                         let _ = socket.send_to(&reply, peer).await;
@@ -255,6 +302,8 @@ async fn serve_tcp(context: Arc<Context>, listener: TcpListener) {
         match accepted {
             // Dropping the stream closes it: the client retries or gives up.
             Ok(_) if connections.len() >= MAX_TCP_CONNECTIONS => {}
+            // Not this network's: closed unanswered.
+            Ok((_, peer)) if !context.scope.admits(peer.ip().to_canonical()) => {}
             Ok((stream, peer)) => {
                 connections.spawn(serve_connection(context.clone(), stream, peer.ip().to_canonical()));
             }
@@ -269,7 +318,7 @@ async fn serve_tcp(context: Arc<Context>, listener: TcpListener) {
 async fn serve_connection(context: Arc<Context>, mut stream: TcpStream, client: IpAddr) {
     loop {
         let Ok(Ok(query)) = timeout(TCP_IDLE_TIMEOUT, read_message(&mut stream)).await else { return };
-        let reply = match answer::decide(context.records.as_ref(), client, &query, Transport::Tcp) {
+        let reply = match context.decide(client, &query, Transport::Tcp) {
             Action::Drop => return,
             Action::Reply(reply) => Some(reply),
             Action::Forward(forward) => forward::resolve(&context, client, &forward, Transport::Tcp).await,

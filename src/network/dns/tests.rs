@@ -421,3 +421,64 @@ fn bind_errors_name_the_address() {
         assert!(message.contains("another DNS server"), "{message}");
     });
 }
+
+#[test]
+fn a_scope_admits_only_its_subnet() {
+    let scope = Scope { subnet: Some("172.18.0.0/16".parse().unwrap()), internal: false };
+    assert!(scope.admits(ip("172.18.0.2")) && scope.admits(ip("172.18.255.254")));
+    assert!(!scope.admits(ip("172.19.0.2")) && !scope.admits(ip("127.0.0.1")) && !scope.admits(ip("fd00::2")));
+    assert!(Scope::default().admits(ip("127.0.0.1")), "no subnet: any client");
+}
+
+/// A server over `upstreams` on 127.0.0.1 serving only what `scope` allows.
+async fn scoped_server(upstreams: Vec<SocketAddr>, scope: Scope) -> (Arc<Fake>, Listener) {
+    let fake = Arc::new(Fake { upstreams, asked: Mutex::new(Vec::new()) });
+    let server = DnsServer::new(fake.clone()).with_upstream_timeout(Duration::from_millis(200));
+    let listener = server.listen_scoped("127.0.0.1:0".parse().unwrap(), scope).await.unwrap();
+    (fake, listener)
+}
+
+#[test]
+fn an_internal_network_answers_project_names_and_refuses_the_rest_without_forwarding() {
+    on_both_runtimes(|| async {
+        let upstream = upstream(Mode::Answer).await;
+        let scope = Scope { subnet: Some("127.0.0.0/8".parse().unwrap()), internal: true };
+        let (_, listener) = scoped_server(vec![upstream.address], scope).await;
+        let web = ask_udp(listener.local_addr(), &query(1, "web", RecordType::A)).await;
+        assert_eq!(addresses(&web), vec![ip("172.18.0.2")]);
+        let outside = ask_udp(listener.local_addr(), &query(2, "example.com", RecordType::A)).await;
+        assert_eq!((outside.metadata.id, outside.metadata.response_code), (2, ResponseCode::Refused));
+        assert!(outside.answers.is_empty());
+        let unknown_ptr = ask_udp(listener.local_addr(), &query(3, "9.0.18.172.in-addr.arpa", RecordType::PTR)).await;
+        assert_eq!(unknown_ptr.metadata.response_code, ResponseCode::Refused);
+        let mut stream = TcpStream::connect(listener.local_addr()).await.unwrap();
+        let over_tcp = ask_tcp(&mut stream, &query(4, "example.com", RecordType::A)).await;
+        assert_eq!(over_tcp.metadata.response_code, ResponseCode::Refused);
+        assert_eq!(upstream.queries.load(Ordering::SeqCst), 0, "nothing went upstream");
+    });
+}
+
+#[test]
+fn a_client_outside_the_subnet_gets_nothing() {
+    on_both_runtimes(|| async {
+        let upstream = upstream(Mode::Answer).await;
+        let scope = Scope { subnet: Some("172.18.0.0/16".parse().unwrap()), internal: false };
+        let (fake, listener) = scoped_server(vec![upstream.address], scope).await;
+        // TCP: the connection is closed unanswered.
+        let mut stream = TcpStream::connect(listener.local_addr()).await.unwrap();
+        let framed = query(5, "web", RecordType::A);
+        let _ = stream.write_u16(u16::try_from(framed.len()).unwrap()).await;
+        let _ = stream.write_all(&framed).await;
+        let mut rest = Vec::new();
+        let read = timeout(PATIENCE, stream.read_to_end(&mut rest)).await.expect("the server closes the connection");
+        assert!(read.is_err() || rest.is_empty(), "no answer over TCP: {rest:?}");
+        // UDP: no reply, and the query was not even looked at.
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(&query(6, "example.com", RecordType::A), listener.local_addr()).await.unwrap();
+        let mut buffer = vec![0; 512];
+        let waited = timeout(Duration::from_millis(300), socket.recv_from(&mut buffer)).await;
+        assert!(waited.is_err(), "no answer over UDP");
+        assert!(fake.asked.lock().unwrap().is_empty(), "the records were never consulted");
+        assert_eq!(upstream.queries.load(Ordering::SeqCst), 0);
+    });
+}

@@ -77,7 +77,11 @@ pub(super) fn network_rules(r: &NetworkRules) -> Vec<Rule> {
     let loopback = "-d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED";
     rules.push(insert(Filter, "BERTH-INPUT", &format!("-i {br} {loopback}"), &tag, "DROP"));
     for proto in ["udp", "tcp"] {
-        let dns = format!("-i {br} -d {gw}/32 -p {proto} -m {proto} --dport 53");
+        // The resolver serves its own bridge only: the host itself (through `lo`), other
+        // bridges and routed hosts are dropped before the server sees them.
+        let foreign = format!("! -i {br} -d {gw}/32 -p {proto} -m {proto} --dport 53");
+        rules.push(insert(Filter, "BERTH-INPUT", &foreign, &tag, "DROP"));
+        let dns = format!("-i {br} -s {subnet} -d {gw}/32 -p {proto} -m {proto} --dport 53");
         rules.push(append(Filter, "BERTH-INPUT", &dns, &tag, "ACCEPT"));
     }
     if !r.internal {

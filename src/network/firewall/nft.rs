@@ -43,7 +43,11 @@ pub(super) fn network_rules(r: &NetworkRules) -> Vec<String> {
     let loopback = format!("iifname \"{br}\" ip daddr 127.0.0.0/8 ct state != {{ established, related }} drop");
     rules.push(rule("insert", "input", &loopback, &tag));
     for proto in ["udp", "tcp"] {
-        rules.push(rule("add", "input", &format!("iifname \"{br}\" ip daddr {gw} {proto} dport 53 accept"), &tag));
+        // The resolver serves its own bridge only (see the iptables rules).
+        let foreign = format!("iifname != \"{br}\" ip daddr {gw} {proto} dport 53 drop");
+        rules.push(rule("insert", "input", &foreign, &tag));
+        let dns = format!("iifname \"{br}\" ip saddr {subnet} ip daddr {gw} {proto} dport 53 accept");
+        rules.push(rule("add", "input", &dns, &tag));
     }
     if !r.internal {
         let out = format!("oifname != \"{br}\" ip saddr {subnet} masquerade");

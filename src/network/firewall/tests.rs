@@ -97,8 +97,14 @@ fn iptables_rules_of_a_network() {
             "filter -I BERTH-INPUT 1 -i berthbr1a2b3c4d -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED \
              {tag} -j DROP"
         ),
-        format!("filter -A BERTH-INPUT -i berthbr1a2b3c4d -d 172.18.0.1/32 -p udp -m udp --dport 53 {tag} -j ACCEPT"),
-        format!("filter -A BERTH-INPUT -i berthbr1a2b3c4d -d 172.18.0.1/32 -p tcp -m tcp --dport 53 {tag} -j ACCEPT"),
+        format!("filter -I BERTH-INPUT 1 ! -i berthbr1a2b3c4d -d 172.18.0.1/32 -p udp -m udp --dport 53 {tag} -j DROP"),
+        format!(
+            "filter -A BERTH-INPUT -i berthbr1a2b3c4d -s 172.18.0.0/16 -d 172.18.0.1/32 -p udp -m udp --dport 53 {tag} -j ACCEPT"
+        ),
+        format!("filter -I BERTH-INPUT 1 ! -i berthbr1a2b3c4d -d 172.18.0.1/32 -p tcp -m tcp --dport 53 {tag} -j DROP"),
+        format!(
+            "filter -A BERTH-INPUT -i berthbr1a2b3c4d -s 172.18.0.0/16 -d 172.18.0.1/32 -p tcp -m tcp --dport 53 {tag} -j ACCEPT"
+        ),
         format!("nat -A BERTH-POSTROUTING -s 172.18.0.0/16 ! -o berthbr1a2b3c4d {tag} -j MASQUERADE"),
         format!("nat -A BERTH-POSTROUTING -s 127.0.0.0/8 -o berthbr1a2b3c4d {tag} -j MASQUERADE"),
         format!(
@@ -295,8 +301,14 @@ fn nft_rules_of_a_network_and_a_port() {
                 "insert rule ip berth input iifname {br} ip daddr 127.0.0.0/8 ct state != {{ established, related }} \
                  drop {tag}"
             ),
-            format!("add rule ip berth input iifname {br} ip daddr 172.18.0.1 udp dport 53 accept {tag}"),
-            format!("add rule ip berth input iifname {br} ip daddr 172.18.0.1 tcp dport 53 accept {tag}"),
+            format!("insert rule ip berth input iifname != {br} ip daddr 172.18.0.1 udp dport 53 drop {tag}"),
+            format!(
+                "add rule ip berth input iifname {br} ip saddr 172.18.0.0/16 ip daddr 172.18.0.1 udp dport 53 accept {tag}"
+            ),
+            format!("insert rule ip berth input iifname != {br} ip daddr 172.18.0.1 tcp dport 53 drop {tag}"),
+            format!(
+                "add rule ip berth input iifname {br} ip saddr 172.18.0.0/16 ip daddr 172.18.0.1 tcp dport 53 accept {tag}"
+            ),
             format!("add rule ip berth postrouting oifname != {br} ip saddr 172.18.0.0/16 masquerade {tag}"),
             format!("add rule ip berth postrouting oifname {br} ip saddr 127.0.0.0/8 masquerade {tag}"),
             format!(

@@ -51,7 +51,7 @@ const CONTROLLERS: [&str; 12] = [
 /// all, then mknod of any node, and read/write of null, zero, full, random, urandom, tty,
 /// console, ptmx, the pts and tun. Without it CAP_MKNOD would let a container make and open the
 /// host's disks.
-const DEVICE_RULES: [(&str, &str); 13] = [
+pub(super) const DEVICE_RULES: [(&str, &str); 13] = [
     ("devices.deny", "a *:* rwm"),
     ("devices.allow", "c *:* m"),
     ("devices.allow", "b *:* m"),
@@ -74,6 +74,10 @@ pub(super) struct V1Cgroup {
     /// Each mounted controller libcgroups knows and its `<mount>/berth-<id>` (co-mounted
     /// controllers share a directory), by controller name.
     dirs: Vec<(&'static str, PathBuf)>,
+    /// `<unified mount>/berth-<id>` on a hybrid host: a cgroup in the controller-less v2 tree
+    /// that only carries the device program, so the device policy holds twice (the v1
+    /// controller and the BPF program) and the v2 enforcement is exercised on such hosts too.
+    unified: Option<PathBuf>,
     /// libcgroups' manager, built on first use.
     manager: OnceLock<Manager>,
 }
@@ -89,7 +93,8 @@ impl V1Cgroup {
     fn locate(id: &str) -> Result<Self, CgroupError> {
         let relative = PathBuf::from(v1_name(id));
         let dirs = host_controller_mounts()?.iter().map(|(name, mount)| (*name, mount.join(&relative))).collect();
-        Ok(Self { relative, dirs, manager: OnceLock::new() })
+        let unified = host_unified_mount()?.map(|mount| mount.join(&relative));
+        Ok(Self { relative, dirs, unified, manager: OnceLock::new() })
     }
 
     /// Creates the directories and applies the limits; undoes the directories when a limit fails.
@@ -123,13 +128,15 @@ impl V1Cgroup {
         self.dirs.iter().find(|(c, _)| *c == controller).map(|(_, d)| d.as_path())
     }
 
-    /// Each directory once, even where controllers are co-mounted (`cpu,cpuacct`).
+    /// Each directory once, even where controllers are co-mounted (`cpu,cpuacct`), then the
+    /// unified tree's.
     pub(super) fn distinct_dirs(&self) -> impl Iterator<Item = &Path> {
         self.dirs
             .iter()
             .enumerate()
             .filter(|(i, (_, d))| !self.dirs[..*i].iter().any(|(_, earlier)| earlier == d))
             .map(|(_, (_, d))| d.as_path())
+            .chain(self.unified.as_deref())
     }
 
     /// mkdir `berth-<id>` in every hierarchy, the cpuset filled.
@@ -155,8 +162,12 @@ impl V1Cgroup {
         CgroupError::V1 { path: self.relative.clone(), source }
     }
 
-    /// Writes [`DEVICE_RULES`], when the devices controller is mounted.
+    /// Writes [`DEVICE_RULES`], when the devices controller is mounted, and attaches the same
+    /// rules as a BPF program to the unified tree's cgroup, when there is one.
     fn limit_devices(&self) -> Result<(), CgroupError> {
+        if let Some(dir) = &self.unified {
+            super::attach_device_program(dir)?;
+        }
         let Some(dir) = self.dir("devices") else { return Ok(()) };
         DEVICE_RULES.iter().try_for_each(|(file, rule)| write_file(&dir.join(file), rule))
     }
@@ -248,6 +259,16 @@ pub(super) fn host_controller_mounts() -> Result<&'static [(&'static str, PathBu
         source: kind.into(),
     })?;
     Ok(FOUND.get_or_init(|| controller_mounts(mounts)))
+}
+
+/// The mount point of the host's unified (v2) tree on a hybrid host, found once per process.
+fn host_unified_mount() -> Result<Option<&'static Path>, CgroupError> {
+    let mounts = host_cgroup_mounts().map_err(|kind| CgroupError::Io {
+        op: "read",
+        path: MOUNTINFO.into(),
+        source: kind.into(),
+    })?;
+    Ok(mounts.iter().find(|m| m.fstype == "cgroup2").map(|m| m.point.as_path()))
 }
 
 /// (controller, mount point) of each controller in [`CONTROLLERS`] that a `cgroup` mount in

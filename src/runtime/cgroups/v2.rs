@@ -61,7 +61,10 @@ impl V2Cgroup {
             oom_score_adj: None,
             freezer_state: None,
         };
-        let applied = cgroup.manager().and_then(|m| m.apply(&opt).map_err(|source| cgroup.error(source)));
+        let applied = cgroup
+            .manager()
+            .and_then(|m| m.apply(&opt).map_err(|source| cgroup.error(source)))
+            .and_then(|()| super::attach_device_program(&cgroup.dir));
         if let Err(e) = applied {
             let _ = std::fs::remove_dir(&cgroup.dir);
             remove_parent_if_empty(&parent);

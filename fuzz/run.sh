@@ -1,14 +1,79 @@
 #!/usr/bin/env bash
-# Fuzz the stack-file loader: `fuzz/run.sh [SECONDS]` (default 600).
-# Seeds the corpus with berth's examples and the shared compose corpus, then runs libFuzzer.
+# Runs the fuzz targets: `fuzz/run.sh [SECONDS] [TARGET...]` (default 600 s each; targets:
+# load dockerfile dns unpack, and control once `--features control` builds, see README).
+# JOBS=2 runs two targets at once (the default is one); everything runs under `nice -n 10`.
+#
+# Each target starts from its checked-in corpus (fuzz/corpus/<target>) plus fresh seeds
+# (fuzz/seeds.py: test fixtures, examples, the shared compose corpus, hand-made DNS queries and
+# hostile layers), fuzzes in fuzz/work/<target>, then `cargo fuzz cmin` minimises the result back
+# into fuzz/corpus/<target>. Logs and a summary line per target go to fuzz/logs/. Crashes land
+# in fuzz/artifacts/<target>/ and make the script exit non-zero.
 # cargo-fuzz needs nightly-only rustc flags; on the stable toolchain RUSTC_BOOTSTRAP=1 allows them.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-600}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(load dockerfile dns unpack)
+jobs=${JOBS:-1}
+features=()
+for t in "${targets[@]}"; do [ "$t" = control ] && features=(--features control); done
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-mkdir -p corpus/load
-find ../examples ../../shared/corpus -name '*.y*ml' -size -64k 2>/dev/null | while read -r f; do
-  cp "$f" "corpus/load/$(sha256sum "$f" | cut -c1-16)"
-done
 export RUSTC_BOOTSTRAP=1
-exec cargo fuzz run load --release -- -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=10 -max_len=65536
+
+# The unpack target's sandboxes live on tmpfs (fast, and removed here even after a crash).
+BERTH_FUZZ_TMP=$(mktemp -d /dev/shm/berth-fuzz.XXXXXX)
+export BERTH_FUZZ_TMP
+trap 'rm -rf "$BERTH_FUZZ_TMP"' EXIT
+
+python3 seeds.py >/dev/null
+nice -n 10 cargo fuzz build --release "${features[@]}"
+mkdir -p logs
+
+max_len() {
+  case $1 in
+    dns) echo 4096 ;;
+    dockerfile | control) echo 16384 ;;
+    *) echo 65536 ;;
+  esac
+}
+
+run_one() {
+  local t=$1 log=logs/$1.log
+  rm -rf "work/$t"
+  mkdir -p "work/$t" "corpus/$t" "artifacts/$t"
+  cp -r "corpus/$t/." "seeds/$t/." "work/$t/" 2>/dev/null || true
+  if [ "$t" = load ]; then
+    find ../examples ../../shared/corpus -name '*.y*ml' -size -64k 2>/dev/null | while read -r f; do
+      cp "$f" "work/load/$(sha256sum "$f" | cut -c1-16)"
+    done
+  fi
+  local seeds status=0
+  seeds=$(find "work/$t" -type f | wc -l)
+  nice -n 10 cargo fuzz run --release "${features[@]}" "$t" "work/$t" -- \
+    -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len="$(max_len "$t")" \
+    -print_final_stats=1 >"$log" 2>&1 || status=$?
+  # The last status line: `#RUNS DONE cov: N ft: N corp: N/SIZE exec/s: N rss: N`.
+  local done_line runs eps
+  done_line=$(grep -E '^#[0-9]+\s+(DONE|pulse|NEW|REDUCE)' "$log" | tail -1 || true)
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  nice -n 10 cargo fuzz cmin --release "${features[@]}" "$t" "work/$t" >>"$log" 2>&1 || true
+  rm -rf "corpus/$t" && cp -r "work/$t" "corpus/$t"
+  local crashes
+  crashes=$(find "artifacts/$t" -type f -newer "$log.start" 2>/dev/null | wc -l)
+  printf '%s: %ss exit %s, runs %s, exec/s %s, seeds %s, corpus after cmin %s files %s, crashes %s | %s\n' \
+    "$t" "$seconds" "$status" "${runs:-?}" "${eps:-?}" "$seeds" "$(find "corpus/$t" -type f | wc -l)" \
+    "$(du -sh "corpus/$t" | cut -f1)" "$crashes" "$done_line" | tee "logs/$t.summary"
+  return "$status"
+}
+
+failed=0
+for t in "${targets[@]}"; do
+  touch "logs/$t.log.start"
+  run_one "$t" &
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
+done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+for t in "${targets[@]}"; do cat "logs/$t.summary" 2>/dev/null; done
+exit "$failed"

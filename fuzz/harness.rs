@@ -160,13 +160,16 @@ struct Sandbox {
     base: PathBuf,
 }
 
+/// Inode, mode, owner, group, link count, size, mtime (seconds and nanoseconds) and ctime.
+type Stat = (u64, u32, u32, u32, u64, u64, i64, i64, i64);
+
 /// What must not change outside the layer: every name in the base and in `outside/`, and the
 /// canary's and the outside directory's identity, owner, mode, link count, size, times and content.
 #[derive(Debug, PartialEq, Eq)]
 struct Snapshot {
     base: Vec<String>,
     outside: Vec<String>,
-    stats: Vec<(u64, u32, u32, u32, u64, u64, i64, i64, i64)>,
+    stats: Vec<Stat>,
     canary: Vec<u8>,
 }
 

@@ -6,10 +6,11 @@
 #
 # Each target starts from its checked-in corpus (fuzz/corpus/<target>) plus fresh seeds
 # (fuzz/seeds.py: test fixtures, examples, the shared compose corpus, hand-made DNS queries and
-# hostile layers), fuzzes in fuzz/work/<target>, and libFuzzer's merge (what `cargo fuzz cmin`
-# does) minimises the result into fuzz/work/<target>.min. Only when every target is done are the
-# minimised sets copied to fuzz/corpus/<target>: the corpus is package content, and a change to
-# it would make cargo rebuild berth under a target still to run. Logs and a summary line per
+# hostile layers), fuzzes in fuzz/work/<target>, and libFuzzer's set-cover merge over edges only
+# (-use_counters=0: a far smaller cut than the -merge=1 of `cargo fuzz cmin`, with the same
+# edges, which is what the replay test needs) minimises it into fuzz/work/<target>.min. Only
+# when every target is done are the minimised sets copied to fuzz/corpus/<target>: the corpus is
+# package content, and a change to it could make cargo rebuild berth under a target still to run. Logs and a summary line per
 # target go to fuzz/logs/. Crashes land in fuzz/artifacts/<target>/ and make the exit non-zero.
 # cargo-fuzz needs nightly-only rustc flags; on the stable toolchain RUSTC_BOOTSTRAP=1 allows them.
 set -euo pipefail
@@ -52,8 +53,13 @@ run_one() {
   mkdir -p "work/$t" "work/$t.min" "corpus/$t" "artifacts/$t"
   cp -r "corpus/$t/." "seeds/$t/." "work/$t/" 2>/dev/null || true
   if [ "$t" = load ]; then
-    find ../examples ../../shared/corpus -name '*.y*ml' -size -64k 2>/dev/null | while read -r f; do
-      cp "$f" "work/load/$(sha256sum "$f" | cut -c1-16)"
+    # The shared compose corpus sits beside the main checkout (../../shared) or beside the
+    # worktrees' directory (../../../shared).
+    for dir in ../examples ../../shared/corpus ../../../shared/corpus; do
+      [ -d "$dir" ] || continue
+      find "$dir" -name '*.y*ml' -size -64k | while read -r f; do
+        cp "$f" "work/load/$(sha256sum "$f" | cut -c1-16)"
+      done
     done
   fi
   local seeds status=0 len
@@ -67,7 +73,7 @@ run_one() {
   done_line=$(grep -E '^#[0-9]+\s+(DONE|pulse|NEW|REDUCE)' "$log" | tail -1 || true)
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  nice -n 10 "$bin/$t" -merge=1 -rss_limit_mb=2048 -timeout=10 -max_len="$len" "work/$t.min" "work/$t" \
+  nice -n 10 "$bin/$t" -set_cover_merge=1 -use_counters=0 -rss_limit_mb=2048 -timeout=10 -max_len="$len" "work/$t.min" "work/$t" \
     >"logs/$t.merge.log" 2>&1 || true
   crashes=$(find "artifacts/$t" -type f -newer "$log.start" | wc -l)
   printf '%s: %ss exit %s, runs %s, exec/s %s, seeds+corpus in %s, corpus out (merged) %s files %s, new crash/timeout/oom artifacts %s | %s\n' \

@@ -102,7 +102,7 @@ async fn over_tcp(upstream: SocketAddr, query: &[u8], id: u16, question: &Query,
 }
 
 /// Whether `bytes` is a response to query `id` asking `question`.
-fn answers(bytes: &[u8], id: u16, question: &Query) -> bool {
+pub(super) fn answers(bytes: &[u8], id: u16, question: &Query) -> bool {
     let mut decoder = BinDecoder::new(bytes);
     let Ok(header) = Header::read(&mut decoder) else { return false };
     if header.id != id || header.message_type != MessageType::Response {

@@ -184,6 +184,38 @@ impl DnsServer {
     }
 }
 
+/// The reply the server sends for one message, `bytes` from `client` (over TCP when `tcp`),
+/// without sockets: a local answer, or for a forwarded query `upstream` relayed as the answer
+/// of its only upstream (SERVFAIL when that is `None` or does not answer the query). `None`: no
+/// reply (UDP) or the connection is closed (TCP). The listeners' own per-message path, public so
+/// that the fuzzer and tests reach it.
+pub fn respond(
+    records: &dyn Records,
+    client: IpAddr,
+    bytes: &[u8],
+    tcp: bool,
+    upstream: Option<&[u8]>,
+) -> Option<Vec<u8>> {
+    let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+    match answer::decide(records, client, bytes, transport) {
+        Action::Drop => None,
+        Action::Reply(reply) => Some(reply),
+        Action::Forward(forward) => {
+            let question = forward.question()?;
+            // The id the server would have picked at random is taken from the answer instead,
+            // so that an answer can match at all; the question must still be the client's.
+            let answer = upstream.filter(|answer| {
+                let id = answer.get(..2).and_then(|id| <[u8; 2]>::try_from(id).ok()).map_or(0, u16::from_be_bytes);
+                forward::answers(answer, id, question)
+            });
+            match answer {
+                Some(answer) => forward.relay(answer.to_vec()),
+                None => forward.servfail(),
+            }
+        }
+    }
+}
+
 /// Serving on one address; dropping it stops serving there (see [`Listener::close`]).
 #[derive(Debug)]
 pub struct Listener {

@@ -482,3 +482,26 @@ fn a_client_outside_the_subnet_gets_nothing() {
         assert_eq!(upstream.queries.load(Ordering::SeqCst), 0);
     });
 }
+
+#[test]
+fn respond_answers_relays_and_fails_without_sockets() {
+    let fake = Fake { upstreams: vec![], asked: Mutex::new(Vec::new()) };
+    let client = ip("172.18.0.9");
+    let local = respond(&fake, client, &query(3, "web", RecordType::A), false, None).unwrap();
+    assert_eq!(addresses(&Message::from_vec(&local).unwrap()), vec![ip("172.18.0.2")]);
+    let asked = query(4, "example.com", RecordType::A);
+    let unanswered = Message::from_vec(&respond(&fake, client, &asked, true, None).unwrap()).unwrap();
+    assert_eq!(unanswered.metadata.response_code, ResponseCode::ServFail);
+    // The upstream used its own id; the client gets the answer under its id.
+    let mut upstream = upstream_answer(&Message::from_vec(&asked).unwrap(), UPSTREAM_UDP_ANSWER);
+    upstream.metadata.id = 999;
+    let relayed = respond(&fake, client, &asked, false, Some(&upstream.to_vec().unwrap())).unwrap();
+    let relayed = Message::from_vec(&relayed).unwrap();
+    assert_eq!((relayed.metadata.id, addresses(&relayed)), (4, vec![IpAddr::V4(UPSTREAM_UDP_ANSWER)]));
+    // An answer to another question is not relayed.
+    let other =
+        upstream_answer(&Message::from_vec(&query(4, "example.org", RecordType::A)).unwrap(), UPSTREAM_UDP_ANSWER);
+    let refused = respond(&fake, client, &asked, false, Some(&other.to_vec().unwrap())).unwrap();
+    assert_eq!(Message::from_vec(&refused).unwrap().metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(respond(&fake, client, b"\x00", false, None), None);
+}

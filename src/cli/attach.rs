@@ -63,17 +63,18 @@ pub(super) fn attach(
                 if let Some(record) = SupervisorRecord::load(&root, &project.name) {
                     recover::kill_and_wait(record.pid);
                 }
-                recover::clean(&root, &project.name).map_err(|e| Failure { code: 1, error: e.into() })?;
+                // Killed, but kept, as compose's second Ctrl-C leaves them.
+                recover::reap(&root, &project.name).map_err(|e| Failure { code: 1, error: e.into() })?;
                 return Ok(EXIT_INTERRUPTED);
             }
             eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
-            control::request(&dir, "down");
+            // The containers stop and are kept (`start` runs them again); the supervisor ends.
+            control::request(&dir, "halt");
             stopping = true;
             code = EXIT_INTERRUPTED;
         }
         if !SupervisorRecord::load(&root, &project.name).is_some_and(|r| r.is_running()) {
             view.poll()?;
-            recover::clean(&root, &project.name).map_err(|e| Failure { code: 1, error: e.into() })?;
             return Ok(code);
         }
         if !stopping {
@@ -98,7 +99,7 @@ pub(super) fn attach(
                 if abort && !all_exited {
                     eprintln!("Aborting on container exit...");
                 }
-                control::request(&dir, "down");
+                control::request(&dir, "halt");
                 stopping = true;
             }
         }

@@ -181,6 +181,8 @@ fn attached_up_with_exit_code_from_exits_with_that_services_code_and_leaves_noth
     assert!(stdout.contains("Attaching to") && stdout.contains("job-1  | working"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Aborting on container exit"));
     assert!(project.pid_of("blifeabort-idle-1").is_none(), "the other container was stopped");
+    // Stopped and kept, with the network, as compose leaves them; `down` takes everything.
+    project.down();
     assert!(leftovers("berth blifeabort ").is_empty());
 }
 
@@ -207,6 +209,7 @@ fn ctrl_c_stops_an_attached_up_gracefully() {
     assert_eq!(status.code(), Some(130));
     assert!(rest.iter().any(|l| l.ends_with("| bye")), "the container got its stop signal: {rest:?}");
     assert!(project.pid_of("blifectrlc-web-1").is_none());
+    project.down();
     assert!(leftovers("berth blifectrlc ").is_empty());
 }
 

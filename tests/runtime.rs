@@ -60,7 +60,7 @@ impl Stack {
     /// Starts `berth run -T` in the background and waits until `berth exec` reaches it.
     fn start_background(&self, service: &str, args: &[&str]) -> Child {
         let child = self
-            .command(&[&["run", "-T", service], args].concat())
+            .command(&[&["run", "--rm", "-T", service], args].concat())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

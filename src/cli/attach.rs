@@ -67,17 +67,18 @@ pub(super) fn attach(
                 {
                     recover::kill_and_wait(record.pid);
                 }
-                clean_unless_restarted(global, project)?;
+                // Killed, but kept, as compose's second Ctrl-C leaves them.
+                recover::reap(&root, &project.name).map_err(|e| Failure { code: 1, error: e.into() })?;
                 return Ok(EXIT_INTERRUPTED);
             }
             eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
-            control::request(&dir, "down");
+            // The containers stop and are kept (`start` runs them again); the supervisor ends.
+            control::request(&dir, "halt");
             stopping = true;
             code = EXIT_INTERRUPTED;
         }
         if !SupervisorRecord::load(&root, &project.name).is_some_and(|r| r.is_running()) {
             view.poll()?;
-            clean_unless_restarted(global, project)?;
             return Ok(code);
         }
         if !stopping {
@@ -102,23 +103,12 @@ pub(super) fn attach(
                 if abort && !all_exited {
                     eprintln!("Aborting on container exit...");
                 }
-                control::request(&dir, "down");
+                control::request(&dir, "halt");
                 stopping = true;
             }
         }
         wait_a_little(signals);
     }
-}
-
-/// Cleans up after the project's supervisor, under the project's lock, unless another command
-/// started a new one meanwhile: its containers are not ours to remove.
-fn clean_unless_restarted(global: &GlobalOptions, project: &Project) -> Result<(), Failure> {
-    let root = global.state_root();
-    let _lock = super::up::lock_project(global, &project.name)?;
-    if SupervisorRecord::load(&root, &project.name).is_some_and(|r| r.is_running()) {
-        return Ok(());
-    }
-    recover::clean(&root, &project.name).map_err(|e| Failure { code: 1, error: e.into() })
 }
 
 pub(super) fn signal_arrived(signals: &SignalFd) -> bool {

@@ -30,39 +30,50 @@ pub struct PsArgs {
     pub service_names: Vec<String>,
 }
 
-/// The project's containers as the supervisor sees them, else as the disk records them.
+/// The project's containers as the supervisor sees them, else as the disk records them
+/// (running, or stopped with the exit code and time each run ended with), and its one-off
+/// containers from the disk.
 pub(super) fn containers(global: &GlobalOptions, project: &str) -> Vec<ContainerStatus> {
     let root = global.state_root();
     let dir = supervisor::project_dir(&root, project);
-    if let Some(text) = control::request(&dir, "ps")
-        && let Ok(list) = serde_json::from_str::<Vec<ContainerStatus>>(&text)
-    {
-        return list;
-    }
-    let Ok(found) = state::list(&root) else { return Vec::new() };
-    found
+    let from_supervisor =
+        control::request(&dir, "ps").and_then(|t| serde_json::from_str::<Vec<ContainerStatus>>(&t).ok());
+    let supervised = from_supervisor.is_some();
+    let Ok(found) = state::list(&root) else { return from_supervisor.unwrap_or_default() };
+    let on_disk: Vec<ContainerStatus> = found
         .into_iter()
         .filter_map(|f| Some((f.spec?, f.record?)))
-        .filter(|(spec, record)| spec.project == project && !record.oneoff && record.is_running())
-        .map(|(spec, record)| ContainerStatus {
-            id: spec.id.clone(),
-            name: spec.name.clone(),
-            image: String::new(),
-            command: shell_words::join(&spec.process.args),
-            project: spec.project.clone(),
-            service: spec.service.clone(),
-            created: record.created,
-            state: "running".into(),
-            health: String::new(),
-            exit_code: 0,
-            started_at: u128::from(record.created) * 1_000_000_000,
-            finished_at: 0,
-            restarts: 0,
-            starts: Vec::new(),
-            publishers: Vec::new(),
-            health_output: String::new(),
+        .filter(|(spec, record)| spec.project == project && (record.oneoff || !supervised))
+        .map(|(spec, record)| {
+            let running = record.is_running();
+            ContainerStatus {
+                id: spec.id.clone(),
+                name: spec.name.clone(),
+                image: String::new(),
+                command: shell_words::join(&spec.process.args),
+                project: spec.project.clone(),
+                service: spec.service.clone(),
+                created: record.created,
+                state: if running { "running" } else { "exited" }.into(),
+                health: String::new(),
+                exit_code: if running { 0 } else { record.exit_code },
+                started_at: if record.started_at > 0 {
+                    record.started_at
+                } else {
+                    u128::from(record.created) * 1_000_000_000
+                },
+                finished_at: if running { 0 } else { record.finished_at },
+                restarts: 0,
+                starts: Vec::new(),
+                publishers: Vec::new(),
+                health_output: String::new(),
+            }
         })
-        .collect()
+        .collect();
+    let mut list = from_supervisor.unwrap_or_default();
+    list.extend(on_disk);
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    list
 }
 
 pub(super) fn ps(global: &GlobalOptions, args: &PsArgs) -> Result<(), Failure> {

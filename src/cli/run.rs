@@ -21,7 +21,7 @@ use crate::runtime::{RuntimeError, exec, pty, state};
 /// `berth run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Remove the container when it exits (berth always does; accepted for compatibility).
+    /// Remove the container (and its anonymous volumes) when it exits; without it the container is kept, stopped.
     #[arg(long)]
     pub rm: bool,
     /// Container name. Default: `<project>-<service>-run-<id>`.
@@ -164,8 +164,9 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
         host_hostname: &host_hostname,
     };
     let mut spec = plan::container_spec(&ctx, service, &overrides).map_err(invalid)?;
-    // A one-off container is removed when it exits, its upper layer with it.
-    spec.rootfs.volatile = true;
+    // A `--rm` container is removed when it exits, its upper layer with it: no sync needed. One
+    // kept after it exits keeps a durable layer.
+    spec.rootfs.volatile = args.rm;
     // compose attaches one-offs to the service's networks (made when missing, left for `down`).
     if spec.namespaces.net == crate::runtime::spec::NamespaceMode::Private && !service.networks.is_empty() {
         let networks =
@@ -195,8 +196,23 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
     };
     crate::timing::phase("exited");
     let status = status.map_err(failure);
-    let removed = container.destroy().map_err(failure);
+    let removed = if args.rm {
+        container.destroy().map_err(failure)
+    } else {
+        // Kept, stopped, as compose keeps a one-off container without `--rm`: `ps -a` lists it,
+        // `down` removes it. berth never starts a one-off again, so its addresses go now.
+        let dirs = container.dirs.clone();
+        let code = status.as_ref().map_or(137, |s| s.code);
+        container
+            .retire()
+            .map_err(failure)
+            .and_then(|_| state::ContainerRecord::mark_exited(&dirs, code).map_err(failure))
+    };
     let _ = setup::release(&root, &planned);
+    if args.rm {
+        // `run --rm` takes its anonymous volumes with it, as compose's does.
+        crate::supervisor::recover::remove_volumes(&root, &plan::mounts::anonymous_volumes(&planned));
+    }
     let status = status?;
     removed?;
     crate::timing::phase("removed");
@@ -330,7 +346,11 @@ pub(super) fn clean_stale(root: &std::path::Path) {
         // A directory without a record is a container being created right now by another
         // berth, or one whose creation died; only the latter is stale, and it has no process.
         let age_ok = entry.record.is_some() || is_older_than_a_minute(&entry.dirs.dir);
-        if running || !age_ok {
+        // Kept (stopped) containers are not stale, and a service container whose process is
+        // gone is its supervisor's (or the next one's) to record: only one-offs, which die
+        // with the `berth run` that made them, are cleaned here.
+        let kept = entry.record.as_ref().is_some_and(|r| r.exited || !r.oneoff);
+        if running || !age_ok || kept {
             continue;
         }
         let id = entry.dirs.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -209,6 +209,8 @@ fn up_request(options: ProjectOptions, project: &Project, args: &UpArgs) -> Resu
         scale,
         timeout: args.timeout,
         watch: args.watch,
+        renew_anon_volumes: args.renew_anon_volumes,
+        resume: false,
     })
 }
 
@@ -244,8 +246,9 @@ fn start_supervisor(
     request: &UpRequest,
 ) -> Result<UpReport, Failure> {
     let dir = supervisor::project_dir(root, project);
-    // A supervisor that died left containers, networks or rules: remove them first.
-    recover::clean(root, project).map_err(failure)?;
+    // A supervisor that died left containers running: they end now, kept, stopped, for the
+    // new one to adopt.
+    recover::reap(root, project).map_err(failure)?;
     crate::secure_fs::private_dir(&dir).map_err(failure)?;
     let _ = super::ls::record_config_files(&dir, &request.options);
     let log = crate::secure_fs::create_private(&dir.join("supervisor.log")).map_err(failure)?;
@@ -372,18 +375,33 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
         .map(|all| all.into_iter().filter(|n| &n.project == project).map(|n| n.name).collect())
         .unwrap_or_default();
     if let Some(record) = SupervisorRecord::load(&root, project).filter(SupervisorRecord::is_running) {
-        let request = args.timeout.map_or_else(|| "down".to_owned(), |t| format!("down {t}"));
+        let timeout = args.timeout.map_or_else(|| "-".to_owned(), |t| t.to_string());
+        let request = format!("down {timeout} {}", if args.volumes { "v" } else { "-" });
         match control::request(&dir, &request) {
             Some(_) => recover::wait_for_exit(record.pid),
             None => recover::kill_and_wait(record.pid),
         }
     }
+    // What is left (one-off containers, or everything after a supervisor was killed): its
+    // anonymous volumes go with `-v`, as compose's `down -v` removes them.
+    let anonymous: Vec<String> = if args.volumes {
+        crate::runtime::state::list(&root)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|f| f.spec.as_ref())
+            .filter(|s| &s.project == project)
+            .flat_map(crate::plan::mounts::anonymous_volumes)
+            .collect()
+    } else {
+        Vec::new()
+    };
     // Every step is tried whatever failed before it; the failures are reported together, and
     // what failed is still recorded, so a second `down` finishes the job.
     let mut failures: Vec<String> = Vec::new();
     if let Err(e) = recover::clean(&root, project) {
         failures.push(e.to_string());
     }
+    recover::remove_volumes(&root, &anonymous);
     let mode = progress_mode(global);
     let say = |what: &str, name: &str, done: &str| match mode {
         Progress::Quiet => {}
@@ -502,11 +520,18 @@ pub struct ServicesArgs {
 }
 
 /// Sends `stop`, `start` or `restart` to the project's supervisor and waits until it is done.
+/// With no supervisor running, `start` and `restart` start one from the last `up`'s request,
+/// which runs the stopped containers it finds on disk again; `stop` ends what a killed
+/// supervisor left running.
 pub(super) fn lifecycle(global: &GlobalOptions, command: &str, args: &ServicesArgs) -> Result<(), Failure> {
     let loaded = load_project(&global.project_options())?;
     let project = &loaded.project;
     super::check_services(project, &args.services)?;
-    let dir = supervisor::project_dir(&global.state_root(), &project.name);
+    let root = global.state_root();
+    let dir = supervisor::project_dir(&root, &project.name);
+    if command == "start" {
+        check_created(&root, &project.name, &args.services)?;
+    }
     let _lock = lock_project(global, &project.name)?;
     let timeout = args.timeout.map_or_else(|| "-".to_owned(), |t| t.to_string());
     let request = match command {
@@ -516,8 +541,38 @@ pub(super) fn lifecycle(global: &GlobalOptions, command: &str, args: &ServicesAr
     match control::request(&dir, request.trim_end()) {
         Some(reply) if reply == "ok" => Ok(()),
         Some(reply) => Err(failure(anyhow!("{}", reply.trim_start_matches("error: ")))),
-        None => Err(failure(anyhow!("project {} is not running: `berth up -d` starts it", project.name))),
+        None => {
+            recover::reap(&root, &project.name).map_err(failure)?;
+            if command == "stop" {
+                return Ok(());
+            }
+            check_created(&root, &project.name, &args.services)?;
+            let mut request = UpRequest::load_last(&dir)
+                .ok_or_else(|| failure(anyhow!("no container found for project {:?}: not found", project.name)))?;
+            request.services.clone_from(&args.services);
+            request.resume = true;
+            request.force_recreate = false;
+            start_supervisor(global, &root, &project.name, &request).map(drop)
+        }
     }
+}
+
+/// compose's refusal to `start` what was never created: a project without containers, or a
+/// named service without one.
+fn check_created(root: &std::path::Path, project: &str, services: &[String]) -> Result<(), Failure> {
+    let found: Vec<String> = crate::runtime::state::list(root)
+        .map_err(failure)?
+        .into_iter()
+        .filter_map(|f| f.spec.filter(|s| s.project == project && f.record.as_ref().is_some_and(|r| !r.oneoff)))
+        .map(|s| s.service)
+        .collect();
+    if found.is_empty() {
+        return Err(failure(anyhow!("no container found for project {project:?}: not found")));
+    }
+    if let Some(missing) = services.iter().find(|s| !found.contains(s)) {
+        return Err(failure(anyhow!("no such service: {missing:?}: not found")));
+    }
+    Ok(())
 }
 
 /// `berth kill`.

@@ -8,7 +8,7 @@
 
 mod etc;
 mod isolation;
-mod mounts;
+pub mod mounts;
 mod process;
 
 #[cfg(test)]
@@ -161,6 +161,7 @@ pub fn container_spec(
         shm_size: service.shm_size.filter(|s| *s > 0).unwrap_or(DEFAULT_SHM_SIZE),
         init: service.init == Some(true),
         endpoints: Vec::new(),
+        config_hash: String::new(),
     })
 }
 

@@ -125,3 +125,78 @@ fn volume_mount(ctx: &PlanContext<'_>, service: &Service, m: &volumes::Mount) ->
         }
     }
 }
+
+/// Whether a volume name is one [`mounts`] made up for an anonymous volume (64 hex digits).
+pub fn is_anonymous(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The names of `spec`'s anonymous volumes.
+pub fn anonymous_volumes(spec: &crate::runtime::spec::ContainerSpec) -> Vec<String> {
+    spec.mounts
+        .iter()
+        .filter_map(|m| match &m.kind {
+            MountKind::Volume { name, .. } if is_anonymous(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Gives `new` the anonymous volumes `old` had at the same mount targets, as compose does when
+/// it recreates a container: the data of a database without a named volume survives a change
+/// of configuration.
+pub fn take_over_anonymous(new: &mut crate::runtime::spec::ContainerSpec, old: &crate::runtime::spec::ContainerSpec) {
+    for mount in &mut new.mounts {
+        let MountKind::Volume { name, dir, .. } = &mut mount.kind else { continue };
+        if !is_anonymous(name) {
+            continue;
+        }
+        let previous = old.mounts.iter().find_map(|m| match &m.kind {
+            MountKind::Volume { name, dir, .. } if m.target == mount.target && is_anonymous(name) => {
+                Some((name.clone(), dir.clone()))
+            }
+            _ => None,
+        });
+        if let Some((old_name, old_dir)) = previous {
+            *name = old_name;
+            *dir = old_dir;
+        }
+    }
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use super::*;
+    use crate::runtime::spec::{ContainerSpec, Mount, MountKind};
+
+    fn volume(name: &str, target: &str) -> Mount {
+        Mount {
+            kind: MountKind::Volume { name: name.into(), dir: format!("/v/{name}/_data").into(), copy_up: true },
+            target: target.into(),
+            read_only: false,
+        }
+    }
+
+    #[test]
+    fn a_recreated_container_takes_over_anonymous_volumes_by_target_only() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let c = "c".repeat(64);
+        let old: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "id": "1", "name": "p-s-1", "project": "p", "service": "s",
+            "rootfs": {"layer_root": "/", "lower": []},
+            "process": {"args": [], "env": [], "user": "", "additional_groups": [], "cwd": "/", "tty": false, "stdin_open": false, "capabilities": [], "no_new_privileges": false, "rlimits": []},
+            "hostname": "h", "namespaces": {"net": "private", "pid": "private", "ipc": "private", "uts": "private"},
+            "etc": {"hosts": "", "hostname": "", "resolv_conf": ""}, "shm_size": 0
+        }))
+        .unwrap_or_else(|e| panic!("spec: {e}"));
+        let mut old = old;
+        old.mounts = vec![volume(&a, "/data"), volume("p_named", "/named")];
+        let mut new = old.clone();
+        new.mounts = vec![volume(&b, "/data"), volume(&c, "/other"), volume("p_named", "/named")];
+        take_over_anonymous(&mut new, &old);
+        assert_eq!(anonymous_volumes(&new), vec![a.clone(), c]);
+        assert_eq!(anonymous_volumes(&old), vec![a]);
+        assert!(!is_anonymous("p_named"));
+    }
+}

@@ -42,6 +42,9 @@ pub struct Container {
     /// The pty master, when the process has a terminal.
     pub pty: Option<OwnedFd>,
     exit: Option<ExitStatus>,
+    /// It ran before (a kept container started again): a failure to start it must not take
+    /// its files.
+    ran_before: bool,
 }
 
 /// A container made by [`Container::create`], its process waiting to exec.
@@ -64,10 +67,12 @@ impl Created {
         match go(socket.as_fd(), &container.spec.service, &container.spec.name) {
             Ok(pty) => container.pty = pty,
             Err(e) => {
-                let _ = container.destroy();
+                container.undo();
                 return Err(e);
             }
         }
+        // A container started again keeps its creation time, as docker's does.
+        let created = ContainerRecord::load(&container.dirs).map_or_else(state::now, |r| r.created);
         let record = ContainerRecord {
             id: container.spec.id.clone(),
             name: container.spec.name.clone(),
@@ -76,7 +81,11 @@ impl Created {
             oneoff,
             pid: container.pid,
             start_time: state::process_start_time(container.pid).unwrap_or(0),
-            created: state::now(),
+            created,
+            exited: false,
+            exit_code: 0,
+            started_at: state::now_nanos(),
+            finished_at: 0,
         };
         record.save(&container.dirs)?;
         Ok(container)
@@ -85,6 +94,12 @@ impl Created {
     /// Kills the waiting process and removes the cgroup and the directories.
     pub fn destroy(self) -> Result<(), RuntimeError> {
         self.container.destroy()
+    }
+
+    /// Kills the waiting process and removes the cgroup, keeping the files (see
+    /// [`Container::retire`]).
+    pub fn retire(self) -> Result<ContainerSpec, RuntimeError> {
+        self.container.retire()
     }
 }
 
@@ -121,21 +136,24 @@ impl Container {
     ) -> Result<Created, RuntimeError> {
         let dirs = ContainerDirs::new(state_root, &spec.id);
         let join = joined_namespaces(state_root, &spec)?;
-        prepare(&dirs, &spec).inspect_err(|_| {
-            let _ = dirs.remove();
-        })?;
+        let ran_before = dirs.ran_before();
+        // A kept container that fails to start again keeps its files for the next try.
+        let undo_dirs = || {
+            if !ran_before {
+                let _ = dirs.remove();
+            }
+        };
+        prepare(&dirs, &spec).inspect_err(|_| undo_dirs())?;
         crate::timing::phase("dirs");
         // The child builds its root while this process makes its cgroup.
-        let (spawned, parent_end) = spawn(spawner, &spec, &dirs, join, options).inspect_err(|_| {
-            let _ = dirs.remove();
-        })?;
+        let (spawned, parent_end) = spawn(spawner, &spec, &dirs, join, options).inspect_err(|_| undo_dirs())?;
         crate::timing::phase("spawned");
         let cgroup = match ContainerCgroup::create(&spec.id, &spec.resources) {
             Ok(cgroup) => cgroup,
             Err(e) => {
                 let _ = send_signal(&spawned.pidfd, Signal::SIGKILL);
                 let _ = wait_pidfd(&spawned.pidfd);
-                let _ = dirs.remove();
+                undo_dirs();
                 return Err(e.into());
             }
         };
@@ -144,20 +162,21 @@ impl Container {
             let _ = send_signal(&spawned.pidfd, Signal::SIGKILL);
             let _ = wait_pidfd(&spawned.pidfd);
             let _ = cgroup.remove();
-            let _ = dirs.remove();
+            undo_dirs();
             return Err(e);
         }
         // Starts the attach lock's grace period now, so it runs alongside the child's setup
         // (see `cgroups::prime`).
         super::cgroups::prime_attach_lock();
         crate::timing::phase("cgroup created");
-        let container = Container { spec, dirs, pid: spawned.pid, pidfd: spawned.pidfd, cgroup, pty: None, exit: None };
+        let container =
+            Container { spec, dirs, pid: spawned.pid, pidfd: spawned.pidfd, cgroup, pty: None, exit: None, ran_before };
         // The process builds its root meanwhile; if that failed, it may be gone already and
         // its own report says more than the cgroup's ESRCH.
         if let Err(e) = container.cgroup.add_process(container.pid) {
             let e =
                 reported_failure(parent_end.as_fd(), &container.spec.service, &container.spec.name).unwrap_or(e.into());
-            let _ = container.destroy();
+            container.undo();
             return Err(e);
         }
         crate::timing::phase("cgroup joined");
@@ -192,6 +211,15 @@ impl Container {
         }
         self.cgroup.remove()?;
         Ok(self.spec)
+    }
+
+    /// What a failed start leaves: nothing of a new container, the files of a kept one.
+    fn undo(self) {
+        if self.ran_before {
+            let _ = self.retire();
+        } else {
+            let _ = self.destroy();
+        }
     }
 
     /// Kills whatever still runs, reaps PID 1 and removes the cgroup and the directories.

@@ -56,6 +56,10 @@ pub struct ContainerSpec {
     /// The container's interfaces on bridge networks, the first one's gateway the default route.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// The service's config hash when the supervisor planned it (empty for one-offs): a kept
+    /// container whose hash no longer matches is recreated, not started again.
+    #[serde(default)]
+    pub config_hash: String,
 }
 
 /// A container's interface on a bridge network: a veth pair whose host end is a port of the

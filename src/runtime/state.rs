@@ -65,10 +65,15 @@ impl ContainerDirs {
         self.dir.join(name)
     }
 
+    /// Whether the container ran before and kept its writable layer (see `Container::retire`).
+    pub fn ran_before(&self) -> bool {
+        self.upper().is_dir() && self.work().is_dir()
+    }
+
     /// Creates the directories and writes the init layer's files. A container that ran before
     /// (see `Container::retire`) keeps its writable layer.
     pub fn create(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
-        let ran_before = self.upper().is_dir() && self.work().is_dir();
+        let ran_before = self.ran_before();
         if !ran_before && !spare_dirs::take(&self.spares(), &self.dir) {
             crate::secure_fs::private_dir(&self.dir).map_err(|e| RuntimeError::io(&self.dir, e))?;
             for dir in [self.upper(), self.work()] {
@@ -134,18 +139,50 @@ pub struct ContainerRecord {
     pub start_time: u64,
     /// Unix time of creation, in seconds.
     pub created: u64,
+    /// Its last run ended and it was kept, stopped: only its files remain.
+    #[serde(default)]
+    pub exited: bool,
+    /// The last run's exit code, once `exited`.
+    #[serde(default)]
+    pub exit_code: i32,
+    /// Unix nanoseconds the last run started.
+    #[serde(default)]
+    pub started_at: u128,
+    /// Unix nanoseconds the last run ended, once `exited`.
+    #[serde(default)]
+    pub finished_at: u128,
 }
 
 impl ContainerRecord {
-    /// Writes `state.json`.
+    /// Writes `state.json`, atomically: a reader sees the old record or the new one.
     pub fn save(&self, dirs: &ContainerDirs) -> Result<(), RuntimeError> {
         write_atomic(&dirs.dir.join("state.json"), &serde_json::to_vec(self).unwrap_or_default())
     }
 
+    /// `state.json` of `dirs`, when there is a readable one.
+    pub fn load(dirs: &ContainerDirs) -> Option<ContainerRecord> {
+        fs::read(dirs.dir.join("state.json")).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
     /// Whether the recorded process still runs.
     pub fn is_running(&self) -> bool {
-        process_start_time(self.pid) == Some(self.start_time)
+        !self.exited && process_start_time(self.pid) == Some(self.start_time)
     }
+
+    /// Records that the run ended with `code` now, so `ps -a` can say so without the
+    /// supervisor.
+    pub fn mark_exited(dirs: &ContainerDirs, code: i32) -> Result<(), RuntimeError> {
+        let Some(mut record) = ContainerRecord::load(dirs) else { return Ok(()) };
+        record.exited = true;
+        record.exit_code = code;
+        record.finished_at = now_nanos();
+        record.save(dirs)
+    }
+}
+
+/// Unix time in nanoseconds.
+pub fn now_nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
 /// One container directory as found on disk.
@@ -157,6 +194,19 @@ pub struct Found {
     pub spec: Option<ContainerSpec>,
     /// Its state, when the process was started.
     pub record: Option<ContainerRecord>,
+}
+
+impl Found {
+    /// Whether its process runs now.
+    pub fn is_running(&self) -> bool {
+        self.record.as_ref().is_some_and(ContainerRecord::is_running)
+    }
+
+    /// A container that ran and was kept, stopped (its process may have died without the
+    /// supervisor noticing: a record that says running for a process that is gone counts).
+    pub fn is_stopped(&self) -> bool {
+        self.record.is_some() && !self.is_running()
+    }
 }
 
 /// Every container directory under the state root, newest first.

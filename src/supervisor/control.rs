@@ -27,10 +27,21 @@ pub fn bind(project_dir: &Path) -> Result<UnixListener, SupervisorError> {
     Ok(listener)
 }
 
-/// Answers requests, each in a task of its own, until one says `down`; returns its stop
-/// timeout, if it gave one. Orders that change containers take turns; `ps` and `ping` never
-/// wait for them.
-pub async fn serve_until_down(listener: UnixListener, shared: &Arc<Shared>) -> Option<Duration> {
+/// How the supervisor is told to end.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Exit {
+    /// The containers' stop timeout, when one was given.
+    pub timeout: Option<Duration>,
+    /// `down`: remove the containers and networks. Otherwise (`halt`: Ctrl-C of an attached
+    /// `up`) they are kept, stopped, for `start` or the next `up`.
+    pub remove: bool,
+    /// `down -v`: anonymous volumes too.
+    pub volumes: bool,
+}
+
+/// Answers requests, each in a task of its own, until one says `down` or `halt`. Orders that
+/// change containers take turns; `ps` and `ping` never wait for them.
+pub async fn serve_until_down(listener: UnixListener, shared: &Arc<Shared>) -> Exit {
     let (down_sender, mut down) = tokio::sync::mpsc::channel(1);
     loop {
         tokio::select! {
@@ -43,11 +54,7 @@ pub async fn serve_until_down(listener: UnixListener, shared: &Arc<Shared>) -> O
     }
 }
 
-async fn answer(
-    stream: tokio::net::UnixStream,
-    shared: Arc<Shared>,
-    down: tokio::sync::mpsc::Sender<Option<Duration>>,
-) {
+async fn answer(stream: tokio::net::UnixStream, shared: Arc<Shared>, down: tokio::sync::mpsc::Sender<Exit>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     if tokio::io::BufReader::new(read).read_line(&mut line).await.is_err() {
@@ -56,10 +63,12 @@ async fn answer(
     let (command, rest) = line.trim_end().split_once(' ').unwrap_or((line.trim_end(), ""));
     let mut words = rest.split_whitespace();
     let reply = match command {
-        "down" => {
-            let secs = words.next().and_then(|w| w.parse::<u64>().ok());
+        "down" | "halt" => {
+            // `down [TIMEOUT|- [v]]`, `halt [TIMEOUT|-]`.
+            let timeout = words.next().and_then(|w| w.parse::<u64>().ok()).map(Duration::from_secs);
+            let volumes = words.next() == Some("v");
             let _ = write.write_all(b"stopping\n").await;
-            let _ = down.send(secs.map(Duration::from_secs)).await;
+            let _ = down.send(Exit { timeout, remove: command == "down", volumes }).await;
             return;
         }
         "ping" => "pong".to_owned(),
@@ -96,20 +105,15 @@ async fn answer(
             }
         }
         "rm" => {
-            // `rm [SERVICE…]`: forgets the exited containers of the services, as `ps -a` shows
-            // them; their files went when they stopped.
+            // `rm v|- [SERVICE…]`: removes the stopped containers of the services (with `v`
+            // their anonymous volumes too).
+            let volumes = words.next() == Some("v");
             let services: Vec<&str> = words.collect();
             let _turn = shared.orders.lock().await;
-            let removed: Vec<String> = shared
-                .status
-                .containers()
-                .into_iter()
-                .filter(|c| c.state == "exited" && (services.is_empty() || services.contains(&c.service.as_str())))
-                .map(|c| c.name)
-                .collect();
-            for name in &removed {
-                shared.status.forget(name);
-            }
+            let wanted = |spec: &crate::runtime::spec::ContainerSpec| {
+                services.is_empty() || services.contains(&spec.service.as_str())
+            };
+            let removed = shared.remove_kept(wanted, volumes);
             serde_json::to_string(&removed).unwrap_or_default()
         }
         "watch" => {

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use serde::{Deserialize, Serialize};
 
 use super::desired::Desired;
@@ -37,6 +39,37 @@ pub struct UpRequest {
     /// keeps watching).
     #[serde(default)]
     pub watch: bool,
+    /// `-V`: recreated containers get fresh anonymous volumes instead of their predecessors'.
+    #[serde(default)]
+    pub renew_anon_volumes: bool,
+    /// `start`/`restart` with no supervisor running: a new supervisor only runs the stopped
+    /// containers it finds on disk again (of `services`, all when empty), as they were.
+    #[serde(default)]
+    pub resume: bool,
+}
+
+impl UpRequest {
+    /// How this request treats kept containers, `targets` being the services it brings up
+    /// (`--force-recreate` applies to the named services only, else to all).
+    pub(crate) fn start_mode(&self, targets: &[String]) -> super::StartMode {
+        let recreate = match (self.force_recreate, self.services.is_empty()) {
+            (false, _) => Vec::new(),
+            (true, false) => self.services.clone(),
+            (true, true) => targets.to_vec(),
+        };
+        super::StartMode { resume_only: self.resume, recreate, renew_anon_volumes: self.renew_anon_volumes }
+    }
+
+    /// Where the last `up`'s request is kept: `start` with no supervisor loads the project
+    /// with it.
+    pub fn path(project_dir: &std::path::Path) -> std::path::PathBuf {
+        project_dir.join("up.json")
+    }
+
+    /// The last `up`'s request of the project in `project_dir`.
+    pub fn load_last(project_dir: &std::path::Path) -> Option<UpRequest> {
+        serde_json::from_slice(&std::fs::read(UpRequest::path(project_dir)).ok()?).ok()
+    }
 }
 
 /// What `up` did to one container, for its progress line.
@@ -178,6 +211,7 @@ pub async fn up(shared: &Arc<Shared>, request: UpRequest) -> Result<UpReport, Su
             shared.status.forget(&container.name);
             report.changes.push(Change { container: container.name, action: "Removed".into() });
         }
+        shared.remove_kept(|spec| &spec.service == orphan, false);
     }
     for (service, index) in &scale_down {
         shared.order_stop(service, Some(*index), grace(shared, service, timeout));
@@ -186,6 +220,7 @@ pub async fn up(shared: &Arc<Shared>, request: UpRequest) -> Result<UpReport, Su
         }
         let name = change(&desired.project, service, *index, "Removed");
         shared.status.forget(&name.container);
+        shared.remove_kept(|spec| spec.name == name.container, false);
         report.changes.push(name);
     }
     for service in recreate.iter().chain(&restarted) {
@@ -194,7 +229,7 @@ pub async fn up(shared: &Arc<Shared>, request: UpRequest) -> Result<UpReport, Su
     let before: BTreeMap<String, std::collections::BTreeSet<u32>> =
         start.iter().map(|s| (s.clone(), shared.watched(s))).collect();
     let starting: Vec<String> = recreate.iter().chain(&restarted).chain(&start).cloned().collect();
-    start_services(shared, &desired, &starting).await?;
+    start_services(shared, &desired, &starting, &request.start_mode(&targets)).await?;
     for service in &starting {
         let action = if recreate.contains(service) {
             "Recreated"
@@ -227,6 +262,19 @@ pub fn remember(shared: &Arc<Shared>, request: &UpRequest) -> Result<(), Supervi
     if let Ok(mut last) = shared.last_up.lock() {
         *last = Some(request.clone());
     }
+    // On disk too, for a supervisor started later by `start` (the request holds the CLI's
+    // environment: root only).
+    let path = UpRequest::path(&shared.project_dir);
+    let text = serde_json::to_vec(request).unwrap_or_default();
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path.with_extension("tmp"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &text))
+        .and_then(|()| std::fs::rename(path.with_extension("tmp"), &path));
+    written.map_err(|e| SupervisorError::Io { path, source: e })?;
     if request.watch {
         super::watching::start(shared, request)?;
     }

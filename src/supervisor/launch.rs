@@ -36,18 +36,69 @@ pub fn log_path(shared: &Shared, name: &str) -> PathBuf {
     shared.project_dir.join("logs").join(format!("{name}.log"))
 }
 
-/// Plans and starts replica `index` of `service`, its `restarts`th restart; or, with `kept`
-/// (see [`retire`]), runs that container again with its own spec and files, as docker
-/// restarts a container.
+/// Where a container [`start`] runs comes from.
+#[derive(Debug)]
+pub enum Origin {
+    /// A new container, planned now.
+    New,
+    /// A kept container, run again with its own spec and files, as docker starts a stopped
+    /// container (or restarts one by policy).
+    Kept(ContainerSpec),
+    /// A new container replacing a kept one (its config changed, or `--force-recreate`): it
+    /// takes over the old one's anonymous volumes unless `renew_anon_volumes`, then the old
+    /// one is removed.
+    Replace {
+        /// The old container.
+        old: ContainerSpec,
+        /// `-V`: fresh anonymous volumes.
+        renew_anon_volumes: bool,
+    },
+}
+
+/// Plans and starts replica `index` of `service`, its `restarts`th restart, from `origin`.
 pub fn start(
     shared: &Shared,
     service_name: &str,
     index: u32,
     restarts: u32,
-    kept: Option<ContainerSpec>,
+    origin: Origin,
 ) -> Result<Running, SupervisorError> {
-    let pending = create(shared, service_name, index, restarts, kept)?;
-    run(shared, pending, restarts)
+    let kept = match origin {
+        Origin::New => None,
+        Origin::Kept(spec) => Some(spec),
+        Origin::Replace { old, renew_anon_volumes } => {
+            let desired = shared.desired();
+            let (Some(service), Some(image)) =
+                (desired.project.services.get(service_name), desired.images.get(service_name))
+            else {
+                shared.keep(old);
+                return Err(SupervisorError::Other(format!("no such service: {service_name}")));
+            };
+            let mut spec = match plan_container(shared, &desired, service, image, index) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    shared.keep(old);
+                    return Err(e);
+                }
+            };
+            if !renew_anon_volumes {
+                plan::mounts::take_over_anonymous(&mut spec, &old);
+            }
+            // compose removes the old container once the new one exists; its anonymous volumes
+            // stay (taken over, or left for `volume prune` after `-V`, as in compose).
+            super::recover::remove_container(&shared.root, &old, false);
+            Some(spec)
+        }
+    };
+    // A kept container that fails to start stays kept, its files untouched by the runtime.
+    let again =
+        kept.clone().filter(|spec| crate::runtime::state::ContainerDirs::new(&shared.root, &spec.id).ran_before());
+    let started =
+        create(shared, service_name, index, restarts, kept).and_then(|pending| run(shared, pending, restarts));
+    if let (Err(_), Some(spec)) = (&started, again) {
+        keep_stopped(shared, spec, 128);
+    }
+    started
 }
 
 /// A container made and waiting to exec (see [`create`]).
@@ -111,13 +162,27 @@ pub fn create(
     Ok(Pending { created, index })
 }
 
-/// Removes a container [`create`] made: its restart was called off.
-pub fn abandon(shared: &Shared, pending: Pending) {
+/// Ends a container [`create`] made without letting it exec (its restart was called off): it
+/// is kept, stopped, with its files.
+pub fn abandon(shared: &Shared, pending: Pending, code: i32) {
     let spec = pending.created.spec().clone();
-    if let Err(e) = pending.created.destroy() {
-        eprintln!("berth: remove {}: {e}", spec.name);
+    match pending.created.retire() {
+        Ok(spec) => keep_stopped(shared, spec, code),
+        Err(e) => {
+            eprintln!("berth: stop {}: {e}", spec.name);
+            discard(shared, &spec);
+        }
     }
-    let _ = setup::release(&shared.root, &spec);
+}
+
+/// Records a container whose run ended as stopped, with its exit code, on disk (so `ps -a`
+/// tells it without the supervisor) and in the supervisor's table of kept containers.
+pub fn keep_stopped(shared: &Shared, spec: ContainerSpec, code: i32) {
+    let dirs = crate::runtime::state::ContainerDirs::new(&shared.root, &spec.id);
+    if let Err(e) = crate::runtime::state::ContainerRecord::mark_exited(&dirs, code) {
+        eprintln!("berth: record {}: {e}", spec.name);
+    }
+    shared.keep(spec);
 }
 
 /// Lets a [`create`]d container exec, publishes its ports and serves its names: the rest of
@@ -151,14 +216,15 @@ pub fn run(shared: &Shared, pending: Pending, restarts: u32) -> Result<Running, 
     // A watched service's sync paths, brought up to date in the fresh container.
     super::watching::resync(shared, &running.container.spec, running.container.pid);
     if let Err(e) = publish(shared, service, &mut running) {
-        stop_and_remove(shared, running);
+        // docker keeps a container that could not start, as created: `ps -a` shows it.
+        stop_and_keep(shared, running, 128);
         return Err(e);
     }
     let upstreams = setup::upstreams(service, &shared.host_resolv_conf);
     let spec = &running.container.spec;
     // A restart keeps the entry's creation time and start history, as docker keeps its
     // container's.
-    let previous = shared.status.get(&spec.name).filter(|_| restarts > 0);
+    let previous = shared.status.get(&spec.name).filter(|p| restarts > 0 || p.id == spec.id);
     let now = now_nanos();
     let mut starts = previous.as_ref().map(|p| p.starts.clone()).unwrap_or_default();
     starts.push(now);
@@ -178,7 +244,7 @@ pub fn run(shared: &Shared, pending: Pending, restarts: u32) -> Result<Running, 
         exit_code: 0,
         started_at: now,
         finished_at: 0,
-        restarts,
+        restarts: if restarts > 0 { restarts } else { previous.as_ref().map_or(0, |p| p.restarts) },
         starts,
         publishers: running
             .ports
@@ -241,6 +307,7 @@ fn plan_container(
     let overrides = RunOverrides { index, ..RunOverrides::default() };
     let mut spec =
         plan::container_spec(&ctx, service, &overrides).map_err(|e| SupervisorError::Other(e.to_string()))?;
+    spec.config_hash = desired.hashes.get(&service.name).cloned().unwrap_or_default();
     match &spec.namespaces.net {
         NamespaceMode::Private => setup::attach_spec(&shared.root, &mut spec, service, &desired.networks, false)?,
         // A container in another's network namespace sees that one's /etc files, as in docker:
@@ -321,9 +388,10 @@ fn publish(shared: &Shared, service: &crate::spec::Service, running: &mut Runnin
     Ok(())
 }
 
-/// Kills what still runs of a container and removes it with everything it held: cgroup,
-/// directories, addresses, port rules, names.
-pub fn stop_and_remove(shared: &Shared, running: Running) {
+/// Ends a container's run and keeps it, stopped: whatever still runs is killed, its names,
+/// port rules and cgroup go (no kernel object is left: its namespaces and veths went with its
+/// processes), and its files and addresses stay for `start`, until `rm` or `down`.
+pub fn stop_and_keep(shared: &Shared, running: Running, code: i32) {
     let spec = running.container.spec.clone();
     if running.ports.is_empty() {
         shared.names.remove(&spec.id);
@@ -331,10 +399,13 @@ pub fn stop_and_remove(shared: &Shared, running: Running) {
         withdraw(shared, &spec);
     }
     drop(running.ports);
-    if let Err(e) = running.container.destroy() {
-        eprintln!("berth: remove {}: {e}", spec.name);
+    match running.container.retire() {
+        Ok(spec) => keep_stopped(shared, spec, code),
+        Err(e) => {
+            eprintln!("berth: stop {}: {e}", spec.name);
+            discard(shared, &spec);
+        }
     }
-    let _ = setup::release(&shared.root, &spec);
 }
 
 /// The host address published ports bind to when neither the port nor its network names one:

@@ -36,7 +36,7 @@ use crate::runtime::spawner::Spawner;
 use crate::spec::{Project, Service};
 pub use converge::{UpReport, UpRequest};
 use desired::Desired;
-use launch::Running;
+use launch::{Origin, Running};
 pub use shared::Shared;
 use shared::Watcher;
 
@@ -106,15 +106,22 @@ pub fn run(
         }
     };
     let name = project.name.clone();
-    let shared = match prepare(root, project, spawner) {
+    let found: Vec<crate::runtime::state::Found> = crate::runtime::state::list(root)?
+        .into_iter()
+        .filter(|f| f.spec.as_ref().is_some_and(|s| s.project == name))
+        .collect();
+    let shared = match prepare(root, project, spawner, !found.is_empty()) {
         Ok(shared) => Arc::new(shared),
         Err(e) => {
-            let _ = setup::remove_networks(root, &name);
+            if found.is_empty() {
+                let _ = setup::remove_networks(root, &name);
+            }
             let _ = std::fs::remove_file(project_dir(root, &name).join("supervisor.json"));
             tell(&mut ready, &e.to_string());
             return Err(e);
         }
     };
+    let adopted = adopt(&shared, found);
     // Container starts run on blocking threads: a few at a time use the two cores as well as
     // fifty would, and idle ones leave soon — every extra thread keeps its stack and malloc
     // arena, which would be most of the supervisor's memory per container.
@@ -125,17 +132,60 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| SupervisorError::Io { path: "tokio runtime".into(), source: e })?;
-    let outcome = runtime.block_on(serve(Arc::clone(&shared), &request, &mut ready));
-    shared.status.destroyed_all();
+    let outcome = runtime.block_on(serve(Arc::clone(&shared), &request, &mut ready, &adopted));
     drop(runtime);
-    let _ = setup::remove_networks(&shared.root, &shared.name);
+    // `down` (or a failed first start) takes the networks; a supervisor told to halt (Ctrl-C
+    // of an attached `up`) leaves them to the stopped containers, as compose does.
+    let remove_networks = outcome.as_ref().map_or(adopted.is_empty(), |exit| exit.remove);
+    if remove_networks {
+        shared.status.destroyed_all();
+        let _ = setup::remove_networks(&shared.root, &shared.name);
+    }
     let _ = std::fs::remove_file(shared.project_dir.join("supervisor.json"));
     let _ = std::fs::remove_file(control::socket_path(&shared.project_dir));
     // `up` hears of a failure only once everything made is gone again.
-    if let Err(e) = &outcome {
-        tell(&mut ready, &e.to_string());
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tell(&mut ready, &e.to_string());
+            Err(e)
+        }
     }
-    outcome
+}
+
+/// Takes in the project's containers found on disk (`found`, after `recover::reap`): stopped
+/// ones are kept, to be run again or replaced; returns their names.
+fn adopt(shared: &Shared, found: Vec<crate::runtime::state::Found>) -> Vec<String> {
+    let desired = shared.desired();
+    let mut adopted = Vec::new();
+    for found in found {
+        let (Some(spec), Some(record)) = (found.spec, found.record) else { continue };
+        if record.oneoff || record.is_running() {
+            continue;
+        }
+        let image = desired.project.services.get(&spec.service).and_then(|s| s.image_name(&shared.name));
+        shared.status.adopt(status::ContainerStatus {
+            id: spec.id.clone(),
+            name: spec.name.clone(),
+            image: image.unwrap_or_default(),
+            command: shell_words::join(&spec.process.args),
+            project: spec.project.clone(),
+            service: spec.service.clone(),
+            created: record.created,
+            state: "exited".into(),
+            health: String::new(),
+            exit_code: record.exit_code,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+            restarts: 0,
+            starts: Vec::new(),
+            publishers: Vec::new(),
+            health_output: String::new(),
+        });
+        adopted.push(spec.name.clone());
+        shared.keep(spec);
+    }
+    adopted
 }
 
 fn tell(ready: &mut Option<std::fs::File>, message: &str) {
@@ -144,11 +194,14 @@ fn tell(ready: &mut Option<std::fs::File>, message: &str) {
     }
 }
 
-fn prepare(root: &Path, project: Project, spawner: Spawner) -> Result<Shared, SupervisorError> {
+fn prepare(root: &Path, project: Project, spawner: Spawner, has_containers: bool) -> Result<Shared, SupervisorError> {
     let dir = project_dir(root, &project.name);
     let logs = dir.join("logs");
     // A fresh start has fresh containers: the logs of the last run (kept after `down`) go.
-    let _ = std::fs::remove_dir_all(&logs);
+    // Kept containers keep theirs, as docker's do.
+    if !has_containers {
+        let _ = std::fs::remove_dir_all(&logs);
+    }
     crate::secure_fs::private_dir(&logs).map_err(|e| SupervisorError::Io { path: logs.clone(), source: e })?;
     let pid = std::process::id() as i32;
     let record = SupervisorRecord { pid, start_time: crate::runtime::state::process_start_time(pid).unwrap_or(0) };
@@ -164,14 +217,37 @@ async fn serve(
     shared: Arc<Shared>,
     request: &UpRequest,
     ready: &mut Option<std::fs::File>,
-) -> Result<(), SupervisorError> {
+    adopted: &[String],
+) -> Result<control::Exit, SupervisorError> {
     listen_for_names(&shared).await?;
     let control = control::bind(&shared.project_dir)?;
     tokio::spawn(logs::rotate_own_output(shared.project_dir.join("supervisor.log")));
     let desired = shared.desired();
-    let services = converge::targets(&desired.project, request)?;
-    if let Err(e) = start_services(&shared, &desired, &services).await {
+    let (services, started) = if request.resume {
+        let kept: Vec<(String, String)> = shared
+            .kept
+            .lock()
+            .map(|k| k.values().map(|s| (s.service.clone(), s.name.clone())).collect())
+            .unwrap_or_default();
+        let services: Vec<String> = desired
+            .project
+            .services
+            .keys()
+            .filter(|s| request.services.is_empty() || request.services.contains(s))
+            .filter(|s| kept.iter().any(|(service, _)| service == *s))
+            .cloned()
+            .collect();
+        let started = orders::start_stopped(&shared, &services).await;
+        (services, started)
+    } else {
+        let services = converge::targets(&desired.project, request)?;
+        let started = start_services(&shared, &desired, &services, &request.start_mode(&services)).await;
+        (services, started)
+    };
+    if let Err(e) = started {
         orders::stop_all(&shared, Some(Duration::ZERO)).await;
+        // What this start made goes again; what was there before stays.
+        shared.remove_kept(|spec| !adopted.contains(&spec.name), false);
         return Err(e);
     }
     let mut report = UpReport::default();
@@ -182,20 +258,42 @@ async fn serve(
             report.changes.push(converge::Change { container, action: "Started".into() });
         }
     }
-    if let Err(e) = converge::remember(&shared, request) {
+    let remembered = match request.resume {
+        true => {
+            UpRequest::load_last(&shared.project_dir).unwrap_or_else(|| UpRequest { resume: false, ..request.clone() })
+        }
+        false => request.clone(),
+    };
+    if let Err(e) = converge::remember(&shared, &remembered) {
         orders::stop_all(&shared, Some(Duration::ZERO)).await;
         return Err(e);
     }
     tell(ready, &serde_json::to_string(&report).unwrap_or_default());
-    let timeout = control::serve_until_down(control, &shared).await;
+    let exit = control::serve_until_down(control, &shared).await;
     // An order under way finishes first.
     let _turn = shared.orders.lock().await;
     watching::stop(&shared);
-    orders::stop_all(&shared, timeout).await;
+    orders::stop_all(&shared, exit.timeout).await;
+    if exit.remove {
+        remove_all_kept(&shared, exit.volumes).await;
+    }
     if let Ok(mut listeners) = shared.dns_listeners.lock() {
         listeners.clear();
     }
-    Ok(())
+    Ok(exit)
+}
+
+/// `down`: removes every kept container (and, with `volumes`, its anonymous volumes), a few
+/// at a time.
+async fn remove_all_kept(shared: &Arc<Shared>, volumes: bool) {
+    let all: Vec<crate::runtime::spec::ContainerSpec> =
+        shared.kept.lock().map(|mut k| std::mem::take(&mut *k).into_values().collect()).unwrap_or_default();
+    let mut removing = tokio::task::JoinSet::new();
+    for spec in all {
+        let root = shared.root.clone();
+        removing.spawn_blocking(move || recover::remove_container(&root, &spec, volumes));
+    }
+    while removing.join_next().await.is_some() {}
 }
 
 /// Serves DNS on the gateway of each network the project made that has no server yet.
@@ -217,9 +315,26 @@ async fn listen_for_names(shared: &Shared) -> Result<(), SupervisorError> {
     Ok(())
 }
 
+/// How [`start_replicas`] treats a replica's kept (stopped) container: run it again when its
+/// config hash still matches, else replace it (taking over its anonymous volumes).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StartMode {
+    /// Only run kept containers again (`start`, `restart`), whatever their hash; plan none.
+    pub resume_only: bool,
+    /// Services whose kept containers are replaced whatever their hash (`--force-recreate`).
+    pub recreate: Vec<String>,
+    /// `-V`: a replacement gets fresh anonymous volumes.
+    pub renew_anon_volumes: bool,
+}
+
 /// Starts `services` of `desired`, each as soon as its dependencies meet their conditions
 /// (not wave by wave); the first failure, once every start has ended.
-async fn start_services(shared: &Arc<Shared>, desired: &Desired, services: &[String]) -> Result<(), SupervisorError> {
+async fn start_services(
+    shared: &Arc<Shared>,
+    desired: &Desired,
+    services: &[String],
+    mode: &StartMode,
+) -> Result<(), SupervisorError> {
     let graph =
         crate::spec::validate::dependency_graph(&desired.project).map_err(|e| SupervisorError::Other(e.to_string()))?;
     let mut starting = tokio::task::JoinSet::new();
@@ -229,7 +344,7 @@ async fn start_services(shared: &Arc<Shared>, desired: &Desired, services: &[Str
             .into_iter()
             .map(|d| (d.dependency.clone(), d.condition, d.required))
             .collect();
-        starting.spawn(start_service(Arc::clone(shared), service.clone(), dependencies));
+        starting.spawn(start_service(Arc::clone(shared), service.clone(), dependencies, mode.clone()));
     }
     let mut failure = None;
     while let Some(joined) = starting.join_next().await {
@@ -247,6 +362,7 @@ async fn start_service(
     shared: Arc<Shared>,
     service: String,
     dependencies: Vec<(String, Condition, bool)>,
+    mode: StartMode,
 ) -> Result<(), SupervisorError> {
     for (dependency, condition, required) in dependencies {
         let Some(mut state) = shared.status.watch(&dependency) else { continue };
@@ -272,20 +388,32 @@ async fn start_service(
             Err(_) => return Err(SupervisorError::Other(format!("dependency {dependency:?} vanished"))),
         }
     }
-    start_replicas(&shared, &service).await
+    start_replicas(&shared, &service, &mode).await
 }
 
-/// Starts those of `service`'s replicas that are not running, each with a watcher.
-async fn start_replicas(shared: &Arc<Shared>, service: &str) -> Result<(), SupervisorError> {
+/// Starts those of `service`'s replicas that are not running, each with a watcher: a kept
+/// container as `mode` says, else a new one.
+async fn start_replicas(shared: &Arc<Shared>, service: &str, mode: &StartMode) -> Result<(), SupervisorError> {
     let service = service.to_owned();
-    let replicas = shared.desired().project.services.get(&service).map_or(1, Service::replicas);
+    let desired = shared.desired();
+    let Some(config) = desired.project.services.get(&service) else { return Ok(()) };
+    let hash = desired.hashes.get(&service).cloned().unwrap_or_default();
     let running = shared.watched(&service);
-    for index in (1..=u32::try_from(replicas).unwrap_or(1)).filter(|i| !running.contains(i)) {
+    for index in (1..=u32::try_from(config.replicas()).unwrap_or(1)).filter(|i| !running.contains(i)) {
+        let name = crate::plan::container_name(&desired.project, config, index);
+        let origin = match shared.take_kept(&name) {
+            Some(old) if mode.resume_only || (old.config_hash == hash && !mode.recreate.contains(&service)) => {
+                Origin::Kept(old)
+            }
+            Some(old) => Origin::Replace { old, renew_anon_volumes: mode.renew_anon_volumes },
+            None if mode.resume_only => continue,
+            None => Origin::New,
+        };
         let Some(stop) = shared.stop_receiver(&service, index) else { continue };
         let started = {
             let shared = Arc::clone(shared);
             let service = service.clone();
-            tokio::task::spawn_blocking(move || launch::start(&shared, &service, index, 0, None)).await
+            tokio::task::spawn_blocking(move || launch::start(&shared, &service, index, 0, origin)).await
         };
         let running = match started {
             Ok(Ok(running)) => running,
@@ -360,7 +488,7 @@ async fn supervise(
         if !again {
             {
                 let shared = Arc::clone(&shared);
-                let _ = tokio::task::spawn_blocking(move || launch::stop_and_remove(&shared, running)).await;
+                let _ = tokio::task::spawn_blocking(move || launch::stop_and_keep(&shared, running, code)).await;
             }
             shared.status.update(&name, |c| {
                 c.state = "exited".into();
@@ -404,12 +532,13 @@ async fn supervise(
         if called_off {
             if let Some(spec) = kept {
                 let shared = Arc::clone(&shared);
-                let _ = tokio::task::spawn_blocking(move || launch::discard(&shared, &spec)).await;
+                let _ = tokio::task::spawn_blocking(move || launch::keep_stopped(&shared, spec, code)).await;
             }
             shared.status.update(&name, |c| c.state = "exited".into());
             return;
         }
         restarts += 1;
+        let again = kept.clone();
         let created = {
             let shared = Arc::clone(&shared);
             let service = service.clone();
@@ -419,6 +548,10 @@ async fn supervise(
             Ok(Ok(pending)) => pending,
             Ok(Err(e)) => {
                 eprintln!("berth: restart {service}-{index}: {e}");
+                // The runtime kept the files of a container that ran before.
+                if let Some(spec) = again {
+                    launch::keep_stopped(&shared, spec, code);
+                }
                 shared.status.update(&name, |c| c.state = "exited".into());
                 return;
             }
@@ -431,7 +564,7 @@ async fn supervise(
         if called_off {
             {
                 let shared = Arc::clone(&shared);
-                let _ = tokio::task::spawn_blocking(move || launch::abandon(&shared, pending)).await;
+                let _ = tokio::task::spawn_blocking(move || launch::abandon(&shared, pending, code)).await;
             }
             shared.status.update(&name, |c| c.state = "exited".into());
             return;

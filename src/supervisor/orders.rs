@@ -88,15 +88,15 @@ pub(crate) fn kill(
     Ok(sent)
 }
 
-/// `berth start`: starts the replicas of `services` (all when empty) that are not running, in
-/// dependency order.
+/// `berth start`: runs the kept (stopped) containers of `services` (all when empty) again, in
+/// dependency order, as they were.
 pub(crate) async fn start_stopped(shared: &Arc<Shared>, services: &[String]) -> Result<(), SupervisorError> {
     let desired = shared.desired();
     let graph =
         crate::spec::validate::dependency_graph(&desired.project).map_err(|e| SupervisorError::Other(e.to_string()))?;
     for wave in graph.start_waves() {
         for service in wave.iter().filter(|s| services.is_empty() || services.contains(s)) {
-            start_replicas(shared, service).await?;
+            start_replicas(shared, service, &super::StartMode { resume_only: true, ..Default::default() }).await?;
         }
     }
     Ok(())

@@ -30,6 +30,10 @@ pub async fn run(shared: Arc<Shared>, spec: ContainerSpec, pid: i32, plan: Healt
         pid,
         start_time: crate::runtime::state::process_start_time(pid).unwrap_or(0),
         created: crate::runtime::state::now(),
+        exited: false,
+        exit_code: 0,
+        started_at: 0,
+        finished_at: 0,
     };
     let target = Arc::new(Target { spec, record });
     let mut tracker = Tracker::new(plan);

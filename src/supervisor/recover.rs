@@ -44,6 +44,59 @@ pub fn clean(root: &Path, project: &str) -> Result<(), SupervisorError> {
     if failures.is_empty() { Ok(()) } else { Err(SupervisorError::Other(failures.join("\n"))) }
 }
 
+/// Ends the runs of `project`'s containers a dead supervisor left behind (their processes,
+/// cgroups and port rules) and records them as stopped, exit code 137 as if killed: a
+/// supervisor that starts next adopts them, with their files, as docker's containers survive
+/// its daemon. A directory that never got a record (a creation the crash interrupted) goes.
+/// Networks stay.
+pub fn reap(root: &Path, project: &str) -> Result<(), SupervisorError> {
+    for found in state::list(root)? {
+        let Some(spec) = &found.spec else { continue };
+        if spec.project != project {
+            continue;
+        }
+        let Some(record) = &found.record else {
+            remove_container(root, spec, false);
+            continue;
+        };
+        if record.exited {
+            continue;
+        }
+        if record.is_running() {
+            kill_and_wait(record.pid);
+        }
+        if let Ok(Some(cgroup)) = crate::runtime::cgroups::ContainerCgroup::open(&spec.id) {
+            let _ = cgroup.kill_all();
+            let _ = cgroup.remove();
+        }
+        if let Ok(firewall) = crate::network::firewall::detect() {
+            let _ = firewall.remove_container(project, &spec.name);
+        }
+        state::ContainerRecord::mark_exited(&found.dirs, 137)?;
+    }
+    Ok(())
+}
+
+/// Removes a container that holds no kernel objects any more (stopped): its files, its
+/// addresses and, with `volumes`, its anonymous volumes.
+pub fn remove_container(root: &Path, spec: &crate::runtime::spec::ContainerSpec, volumes: bool) {
+    let _ = state::ContainerDirs::new(root, &spec.id).remove();
+    let _ = setup::release(root, spec);
+    if volumes {
+        remove_volumes(root, &crate::plan::mounts::anonymous_volumes(spec));
+    }
+}
+
+/// Removes volumes by name: `<root>/volumes/<name>`, its data and its metadata.
+pub fn remove_volumes(root: &Path, names: &[String]) {
+    for name in names {
+        // By descriptor: the tree is the containers'.
+        if let Err(e) = crate::volume::remove_unchecked(root, name) {
+            eprintln!("berth: remove volume {name}: {e}");
+        }
+    }
+}
+
 /// SIGKILLs a process that is not our child and waits (up to 10 s) for it to be gone.
 pub fn kill_and_wait(pid: i32) {
     let Ok(pidfd) = crate::runtime::exec::pidfd_open(pid) else { return };

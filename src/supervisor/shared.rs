@@ -76,6 +76,9 @@ pub struct Shared {
     pub watching: Mutex<Option<super::watching::Watching>>,
     /// The last `up`'s request: what a watched stack file is reloaded with.
     pub last_up: Mutex<Option<super::converge::UpRequest>>,
+    /// Stopped containers kept with their files, by name: what `start` runs again and `rm`
+    /// removes.
+    pub kept: Mutex<BTreeMap<String, crate::runtime::spec::ContainerSpec>>,
     /// Per container (service, replica): the order to stop.
     stops: Mutex<BTreeMap<(String, u32), watch::Sender<StopOrder>>>,
     firewall: OnceLock<Backend>,
@@ -111,6 +114,7 @@ impl Shared {
             orders: tokio::sync::Mutex::new(()),
             watching: Mutex::new(None),
             last_up: Mutex::new(None),
+            kept: Mutex::new(BTreeMap::new()),
             stops: Mutex::new(BTreeMap::new()),
             firewall: OnceLock::new(),
         }
@@ -170,6 +174,39 @@ impl Shared {
             .lock()
             .map(|all| all.iter().filter(|w| w.service == service && !w.task.is_finished()).map(|w| w.index).collect())
             .unwrap_or_default()
+    }
+
+    /// Takes the kept (stopped) container called `name`, if there is one.
+    pub fn take_kept(&self, name: &str) -> Option<crate::runtime::spec::ContainerSpec> {
+        self.kept.lock().ok()?.remove(name)
+    }
+
+    /// Keeps a stopped container.
+    pub fn keep(&self, spec: crate::runtime::spec::ContainerSpec) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.insert(spec.name.clone(), spec);
+        }
+    }
+
+    /// Removes the kept containers `wanted` picks (their files, addresses and, with `volumes`,
+    /// anonymous volumes) and forgets them; returns their names.
+    pub fn remove_kept(
+        &self,
+        wanted: impl Fn(&crate::runtime::spec::ContainerSpec) -> bool,
+        volumes: bool,
+    ) -> Vec<String> {
+        let removed: Vec<crate::runtime::spec::ContainerSpec> = match self.kept.lock() {
+            Ok(mut kept) => {
+                let names: Vec<String> = kept.values().filter(|s| wanted(s)).map(|s| s.name.clone()).collect();
+                names.iter().filter_map(|n| kept.remove(n)).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for spec in &removed {
+            super::recover::remove_container(&self.root, spec, volumes);
+            self.status.forget(&spec.name);
+        }
+        removed.into_iter().map(|s| s.name).collect()
     }
 
     /// The host's packet filter, found once.

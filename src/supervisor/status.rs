@@ -153,6 +153,14 @@ impl Status {
         }
     }
 
+    /// Takes in a container found on disk (a stopped one a new supervisor adopts): no event,
+    /// since nothing happened to it.
+    pub fn adopt(&self, status: ContainerStatus) {
+        if let Ok(mut table) = self.containers.lock() {
+            table.insert(status.name.clone(), status);
+        }
+    }
+
     /// Records an event of container `name` that its entry does not show (`kill`, `stop`).
     pub fn event(&self, name: &str, action: &str, attributes: &[(&str, String)]) {
         if let Ok(table) = self.containers.lock()

@@ -145,6 +145,10 @@ impl Project {
             let Ok(text) = std::fs::read_to_string(entry.path().join("state.json")) else { continue };
             let state: serde_json::Value = serde_json::from_str(&text).unwrap();
             if state["name"] == name {
+                // A kept (stopped) container has no process.
+                if state["exited"] == true {
+                    return None;
+                }
                 return state["pid"].as_i64().and_then(|p| i32::try_from(p).ok());
             }
         }

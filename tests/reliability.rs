@@ -266,3 +266,48 @@ fn a_removal_that_fails_stops_nothing_else_and_a_second_down_finishes() {
     assert_eq!(containers(&project), Vec::<String>::new(), "the second down finished the job");
     assert!(!id.exists(), "{} is gone", id.display());
 }
+
+#[test]
+fn the_supervisor_inherits_no_descriptor_of_its_caller_and_is_named_berth() {
+    use std::os::unix::process::CommandExt;
+    let project = Project::new("brelfds", &service("app", "command: [\"sleep\", \"100000\"]\nstop_signal: SIGKILL"));
+    // `flock FILE berth up -d` gives berth an open lock; a supervisor that kept it would hold
+    // the lock for the project's life (and deadlock the caller's next `flock FILE berth down`).
+    let dir = tempfile::tempdir().unwrap();
+    let lock_path = dir.path().join("caller.lock");
+    let lock = std::fs::File::create(&lock_path).unwrap();
+    let lock_fd = std::os::fd::AsRawFd::as_raw_fd(&lock);
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let mut command = project.command(&["up", "-d"]);
+    // SAFETY: the closure only clears FD_CLOEXEC on a descriptor of the forked child.
+    unsafe { command.pre_exec(move || inherit(lock_fd)) };
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "up -d: {}", String::from_utf8_lossy(&out.stderr));
+    drop(lock);
+    let supervisor = project.supervisor_pid();
+    let held: Vec<String> = std::fs::read_dir(format!("/proc/{supervisor}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|p| p.display().to_string())
+        .filter(|p| p.contains("caller.lock"))
+        .collect();
+    assert!(held.is_empty(), "the supervisor holds its caller's descriptors: {held:?}");
+    let free = std::fs::File::open(&lock_path).unwrap();
+    rustix::fs::flock(&free, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .expect("the caller's lock is free once the caller let it go");
+    let comm = std::fs::read_to_string(format!("/proc/{supervisor}/comm")).unwrap();
+    assert_eq!(comm.trim(), "berth");
+    let cmdline = std::fs::read(format!("/proc/{supervisor}/cmdline")).unwrap();
+    assert!(cmdline.starts_with(b"berth\0"), "{:?}", String::from_utf8_lossy(&cmdline));
+    project.down();
+}
+
+/// Lets `fd` cross the exec, as `flock FILE COMMAND` passes its lock.
+fn inherit(fd: i32) -> std::io::Result<()> {
+    // SAFETY: clears FD_CLOEXEC on one descriptor of this process; no memory is touched.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -32,10 +32,12 @@ if [ -n "$need" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
 
-if ! apt-cache policy linux-image-amd64 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+# The policy is read whole before grep looks at it: `grep -q` leaving a pipe early would
+# SIGPIPE apt-cache, which pipefail reports as a failure.
+kernel_candidate() { policy=$(apt-cache policy linux-image-amd64 2>/dev/null || true); grep -q 'Candidate: [0-9]' <<<"$policy"; }
+if ! kernel_candidate; then
   apt-get update -qq
-  apt-cache policy linux-image-amd64 | grep -q 'Candidate: [0-9]' \
-    || { echo "error: apt cannot resolve linux-image-amd64 (the v2 VM's kernel)" >&2; exit 1; }
+  kernel_candidate || { echo "error: apt cannot resolve linux-image-amd64 (the v2 VM's kernel)" >&2; exit 1; }
 fi
 
 # Rust components the lint steps need (rustup ships them; no-ops when present).

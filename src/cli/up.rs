@@ -259,12 +259,21 @@ fn start_supervisor(
     if let Some(progress) = &global.progress {
         command.arg("--progress").arg(progress);
     }
+    // `ps` and `top` show the supervisor as `berth` (argv[0] here, its comm in `supervise`).
+    std::os::unix::process::CommandExt::arg0(&mut command, "berth");
     command
         .arg("__supervise")
         .env(READY_FD_VAR, write_end.as_raw_fd().to_string())
         .stdin(Stdio::piped())
         .stdout(log.try_clone().map_err(failure)?)
         .stderr(log);
+    let ready_fd = write_end.as_raw_fd();
+    // The supervisor outlives this command: it must not inherit what this command was given
+    // (a caller's lock file, say, which it would then hold for the project's life). Only the
+    // standard descriptors and the ready pipe cross the exec.
+    // SAFETY: the closure runs in the forked child before exec and makes only two
+    // async-signal-safe system calls, touching no memory of the parent's.
+    unsafe { std::os::unix::process::CommandExt::pre_exec(&mut command, move || only_stdio_and(ready_fd)) };
     let mut child = command.spawn().map_err(failure)?;
     drop(write_end);
     if let Some(mut stdin) = child.stdin.take() {
@@ -492,9 +501,26 @@ fn read_answer(mut pipe: std::fs::File, child: &mut std::process::Child) -> std:
     Ok(String::from_utf8_lossy(&answer).into_owned())
 }
 
+/// In a child about to exec: marks every descriptor above the standard three close-on-exec,
+/// except `keep`.
+fn only_stdio_and(keep: i32) -> std::io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors.
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: clears FD_CLOEXEC on one descriptor of this process; no memory is touched.
+    if unsafe { libc::fcntl(keep, libc::F_SETFD, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The hidden `__supervise` command `up -d` starts.
 pub(super) fn supervise(global: &GlobalOptions, spawner: Spawner) -> Result<u8, Failure> {
     let _ = nix::unistd::setsid();
+    // Run as /proc/self/exe, its comm would be `exe`.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    let _ = unsafe { libc::prctl(libc::PR_SET_NAME, c"berth".as_ptr()) };
     let ready = std::env::var(READY_FD_VAR).ok().and_then(|v| v.parse::<i32>().ok()).map(|fd| {
         // SAFETY: `up` passed this descriptor, open and ours alone, for exactly this use.
         std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })

@@ -63,10 +63,12 @@ ports: ["127.0.0.1:18110-18112:9000-9002"]"#,
     );
     let project = Project::new("bnetudp", &format!("{udp}{ranged}"));
     project.up();
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let mut answer = None;
-    for _ in 0..100 {
+    for _ in 0..150 {
+        // A fresh source port each time: a datagram sent before the server listened leaves a
+        // conntrack entry that would steer every later one of the same flow the same way.
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         socket.send_to(b"ping", "127.0.0.1:18099").unwrap();
         let mut buf = [0u8; 64];
         if let Ok((n, _)) = socket.recv_from(&mut buf) {

@@ -58,7 +58,7 @@ if grep -aq 'soft lockup' "$log"; then
   echo "vm/run.sh: the guest kernel reported a soft lockup:" >&2
   grep -a -B2 -A20 'soft lockup' "$log" | head -n 80 >&2
 fi
-summary=$(grep -a '^BERTH-VM-SUMMARY' "$log" | tail -n 1 || true)
+summary=$(grep -a '^BERTH-VM-SUMMARY' "$log" | tail -n 1 | tr -d '\r' || true)
 if [ -z "$summary" ]; then
   echo "vm/run.sh: no summary from the guest (qemu status $status, ${took}s); the console's last lines:" >&2
   tail -n 60 "$log" >&2

@@ -27,7 +27,7 @@ pub struct StartOptions {
 }
 
 /// Places a container on its networks: given its network namespace (the process waits in it)
-/// and its spec (`endpoints`), makes its interfaces. Supplied from above (see `crate::launch`)
+/// and its spec (`endpoints`), makes its interfaces. Supplied from above (the `launch` module)
 /// so the runtime does not depend on the network layer; an error is its message.
 pub type NetworkAttach<'a> = &'a dyn Fn(BorrowedFd<'_>, &ContainerSpec) -> Result<(), String>;
 

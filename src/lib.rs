@@ -10,6 +10,7 @@ pub mod convert;
 pub mod fsutil;
 pub mod graph;
 pub mod image;
+pub mod launch;
 pub mod network;
 pub mod plan;
 pub mod runtime;

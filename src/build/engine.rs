@@ -353,7 +353,7 @@ impl Run<'_, '_> {
 
     /// Turns an upper directory into a store layer; an empty one is no layer.
     pub(super) fn adopt(&self, dir: &Path) -> Result<Entry, BuildError> {
-        let created = crate::timing::rfc3339(crate::supervisor::status::now_nanos());
+        let created = crate::timing::rfc3339(crate::runtime::state::now_nanos());
         let empty = std::fs::read_dir(dir).map_err(|e| BuildError::io(dir, e))?.next().is_none();
         if empty {
             return Ok(Entry { layer: None, size: 0, created });

@@ -13,9 +13,8 @@ use super::BuildError;
 use super::dockerfile::Flag;
 use super::state::StageState;
 use crate::image::{Digest, ImageRecord, Store};
-use crate::network::setup;
-use crate::plan::{self, PlanContext, RunOverrides};
-use crate::runtime::container::{Container, ExitStatus, StartOptions};
+use crate::launch::{self, LaunchError, Networks, PlanContext, RunOverrides};
+use crate::runtime::container::{ExitStatus, StartOptions};
 use crate::runtime::spawner::Spawner;
 use crate::runtime::spec::{Mount, MountKind};
 use crate::spec::{Project, Service};
@@ -192,34 +191,28 @@ pub fn run(
         host_hosts: "",
         host_hostname: "",
     };
-    let suffix = plan::random_hex(6)?;
+    let suffix = launch::random_hex(6)?;
     let overrides = RunOverrides {
         tty: Some(false),
         name: Some(format!("{}-{}-build-{suffix}", ctx.project.name, ctx.service)),
         index: 1,
         ..RunOverrides::default()
     };
-    let mut spec = plan::container_spec(&plan_ctx, &service, &overrides)?;
-    spec.rootfs.volatile = true;
-    spec.rootfs.self_contained = true;
-    spec.mounts = command.mounts;
-    if let Some(key) = network {
-        let networks = setup::ensure_networks(ctx.state_root, ctx.project, [key])?;
-        // The build talks to the outside world with the host's resolvers, as `docker build`
-        // does: the project's DNS server runs in its supervisor, which may not run yet.
-        let resolv_conf = spec.etc.resolv_conf.clone();
-        setup::attach_spec(ctx.state_root, &mut spec, &service, &networks, true)?;
-        spec.etc.resolv_conf = resolv_conf;
-    }
-    let planned = spec.clone();
-    let result = run_container(ctx, spec, output);
-    let _ = setup::release(ctx.state_root, &planned);
-    result
+    // The build talks to the outside world with the host's resolvers, as `docker build` does.
+    let request = launch::Plan {
+        ctx: plan_ctx,
+        service: &service,
+        overrides,
+        networks: Networks::OneOff { project: ctx.project, host_resolvers: true },
+    };
+    let mounts = command.mounts;
+    run_container(ctx, &request, mounts, output)
 }
 
 fn run_container(
     ctx: &RunContext<'_>,
-    spec: crate::runtime::spec::ContainerSpec,
+    request: &launch::Plan<'_>,
+    mounts: Vec<Mount>,
     output: &dyn Fn(&str),
 ) -> Result<RunResult, BuildError> {
     let null = File::open("/dev/null").map_err(|e| BuildError::io("/dev/null", e))?;
@@ -230,7 +223,16 @@ fn run_container(
         die_with_parent: true,
         oneoff: true,
     };
-    let mut container = Container::start(ctx.spawner, ctx.state_root, spec, options)?;
+    let mut container = launch::launch(ctx.spawner, ctx.state_root, request, options, |spec| {
+        spec.rootfs.volatile = true;
+        spec.rootfs.self_contained = true;
+        spec.mounts = mounts;
+    })
+    .map_err(|e| match e {
+        LaunchError::Plan(e) => BuildError::from(e),
+        LaunchError::Network(e) => e.into(),
+        LaunchError::Runtime(e) => e.into(),
+    })?;
     // Only the container holds the pipe's write end now: its end is the end of the output.
     drop(writer);
     drop(null);
@@ -251,7 +253,11 @@ fn run_container(
         Ok(s) if s.code == 0 => Some(take_upper(ctx.store, &container.dirs.upper())),
         _ => None,
     };
+    let taken = (!container.spec.endpoints.is_empty()).then(|| container.spec.clone());
     let destroyed = container.destroy();
+    if let Some(taken) = &taken {
+        launch::release(ctx.state_root, taken);
+    }
     let status = status?;
     destroyed?;
     match moved {

@@ -11,9 +11,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use super::{EXIT_INVALID, Failure, GlobalOptions, load_project};
 use crate::image::ensure::{StoreSource, ensure_images};
 use crate::image::{ImageError, Store};
-use crate::network::setup;
-use crate::plan::{self, PlanContext, RunOverrides};
-use crate::runtime::container::{Container, ExitStatus, StartOptions, send_signal};
+use crate::launch::{self, LaunchError, Networks, PlanContext, RunOverrides};
+use crate::runtime::container::{ExitStatus, StartOptions, send_signal};
 use crate::runtime::spawner::Spawner;
 use crate::runtime::spec::Process;
 use crate::runtime::{RuntimeError, exec, pty, state};
@@ -141,7 +140,7 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
         // compose names one-off containers <project>-<service>-run-<12 hex digits>.
         name: Some(match &args.name {
             Some(name) => name.clone(),
-            None => format!("{}-{}-run-{}", project.name, args.service, plan::random_hex(6).map_err(invalid)?),
+            None => format!("{}-{}-run-{}", project.name, args.service, launch::random_hex(6).map_err(invalid)?),
         }),
         index: 1,
     };
@@ -163,26 +162,21 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
         host_hosts: &host_hosts,
         host_hostname: &host_hostname,
     };
-    let mut spec = plan::container_spec(&ctx, service, &overrides).map_err(invalid)?;
-    // A `--rm` container is removed when it exits, its upper layer with it: no sync needed. One
-    // kept after it exits keeps a durable layer.
-    spec.rootfs.volatile = args.rm;
-    // compose attaches one-offs to the service's networks (made when missing, left for `down`).
-    if spec.namespaces.net == crate::runtime::spec::NamespaceMode::Private && !service.networks.is_empty() {
-        let networks =
-            setup::ensure_networks(&root, project, service.networks.keys().map(String::as_str)).map_err(failure)?;
-        setup::attach_spec(&root, &mut spec, service, &networks, true).map_err(failure)?;
-    }
-    let planned = spec.clone();
-    crate::timing::phase("plan");
     let stdio = (!tty).then_some([0, 1, 2]);
     let options = StartOptions { stdio, die_with_parent: true, oneoff: true };
     // The image must not be pruned while the container runs from its layers.
     let _in_use = store.gc_lock(false).map_err(failure)?;
-    let mut container = Container::start(spawner, &root, spec, options).map_err(|e| {
-        let _ = setup::release(&root, &planned);
-        start_failure(e)
-    })?;
+    let request =
+        launch::Plan { ctx, service, overrides, networks: Networks::OneOff { project, host_resolvers: false } };
+    // A `--rm` container is removed when it exits, its upper layer with it: no sync needed. One
+    // kept after it exits keeps a durable layer.
+    let mut container = launch::launch(spawner, &root, &request, options, |spec| spec.rootfs.volatile = args.rm)
+        .map_err(|e| match e {
+            LaunchError::Plan(e) => invalid(e),
+            LaunchError::Network(e) => failure(e),
+            LaunchError::Runtime(e) => start_failure(e),
+        })?;
+    let planned = container.spec.clone();
     drop(lock);
     crate::timing::phase("started");
     let status = match container.pty.take() {
@@ -208,10 +202,10 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
             .map_err(failure)
             .and_then(|_| state::ContainerRecord::mark_exited(&dirs, code).map_err(failure))
     };
-    let _ = setup::release(&root, &planned);
+    launch::release(&root, &planned);
     if args.rm {
         // `run --rm` takes its anonymous volumes with it, as compose's does.
-        crate::supervisor::recover::remove_volumes(&root, &plan::mounts::anonymous_volumes(&planned));
+        crate::supervisor::recover::remove_volumes(&root, &launch::anonymous_volumes(&planned));
     }
     let status = status?;
     removed?;
@@ -359,7 +353,7 @@ pub(super) fn clean_stale(root: &std::path::Path) {
         }
         let _ = entry.dirs.remove();
         if let Some(spec) = &entry.spec {
-            let _ = setup::release(root, spec);
+            launch::release(root, spec);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! handshake with the new process, waiting, and removal. Every failure on the way in undoes
 //! what was made, so a container that cannot start leaves nothing behind.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::sys::signal::Signal;
@@ -25,6 +25,11 @@ pub struct StartOptions {
     /// A one-off container (`run`), not one of the service's replicas.
     pub oneoff: bool,
 }
+
+/// Places a container on its networks: given its network namespace (the process waits in it)
+/// and its spec (`endpoints`), makes its interfaces. Supplied from above (the `launch` module)
+/// so the runtime does not depend on the network layer; an error is its message.
+pub type NetworkAttach<'a> = &'a dyn Fn(BorrowedFd<'_>, &ContainerSpec) -> Result<(), String>;
 
 /// A started container, a child of this process.
 #[derive(Debug)]
@@ -121,8 +126,9 @@ impl Container {
         state_root: &Path,
         spec: ContainerSpec,
         options: StartOptions,
+        attach: NetworkAttach<'_>,
     ) -> Result<Container, RuntimeError> {
-        Container::create(spawner, state_root, spec, options)?.start()
+        Container::create(spawner, state_root, spec, options, attach)?.start()
     }
 
     /// Creates a container whose process waits, with its root, cgroup and network ready, for
@@ -133,6 +139,7 @@ impl Container {
         state_root: &Path,
         spec: ContainerSpec,
         options: StartOptions,
+        attach: NetworkAttach<'_>,
     ) -> Result<Created, RuntimeError> {
         let dirs = ContainerDirs::new(state_root, &spec.id);
         let join = joined_namespaces(state_root, &spec)?;
@@ -157,7 +164,7 @@ impl Container {
                 return Err(e.into());
             }
         };
-        if let Err(e) = attach_network(&spawned, &spec) {
+        if let Err(e) = attach_network(&spawned, &spec, attach) {
             let _ = cgroup.kill_all();
             let _ = send_signal(&spawned.pidfd, Signal::SIGKILL);
             let _ = wait_pidfd(&spawned.pidfd);
@@ -243,45 +250,22 @@ impl Container {
     }
 }
 
-/// Makes the container's veths, addressed and routed, before its process goes on: the process
-/// finds its network ready when it starts.
-fn attach_network(spawned: &Spawned, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+/// Makes the container's interfaces (through `attach`) before its process goes on: the
+/// process finds its network ready when it starts.
+fn attach_network(spawned: &Spawned, spec: &ContainerSpec, attach: NetworkAttach<'_>) -> Result<(), RuntimeError> {
     if spec.endpoints.is_empty() {
         return Ok(());
     }
     let path = format!("/proc/{}/ns/net", spawned.pid);
     let netns = std::fs::File::open(&path).map_err(|e| RuntimeError::io(&path, e))?;
-    let interfaces: Vec<_> = spec
-        .endpoints
-        .iter()
-        .map(|e| crate::network::netlink::Interface {
-            host_name: e.host_veth.clone(),
-            name: e.interface.clone(),
-            bridge: e.bridge.clone(),
-            address: e.address,
-            mtu: e.mtu,
-        })
-        .collect();
-    let gateway = spec.endpoints.first().map(|e| e.gateway);
-    let fd = netns.as_fd();
-    crate::network::netlink::run(Some(fd), |host, inside| async move {
-        match inside {
-            Some(inside) => crate::network::netlink::attach(&host, &inside, fd, &interfaces, gateway).await,
-            None => Ok(()),
-        }
-    })
-    .map_err(|e| RuntimeError::Network { container: spec.name.clone(), message: e.to_string() })?;
+    attach(netns.as_fd(), spec).map_err(|message| RuntimeError::Network { container: spec.name.clone(), message })?;
     crate::timing::phase("network attached");
     Ok(())
 }
 
 /// Tells a process being set up to go on and waits until it execs: its pty master when it
 /// made one, or the failure it reported, as an error naming the service and container.
-pub(crate) fn go(
-    socket: std::os::fd::BorrowedFd<'_>,
-    service: &str,
-    container: &str,
-) -> Result<Option<OwnedFd>, RuntimeError> {
+pub(crate) fn go(socket: BorrowedFd<'_>, service: &str, container: &str) -> Result<Option<OwnedFd>, RuntimeError> {
     if let Err(e) = sync::send_json(socket, &ToChild::Go, &[]) {
         return Err(reported_failure(socket, service, container)
             .unwrap_or_else(|| RuntimeError::sys(format!("start {container}"), e)));
@@ -299,7 +283,7 @@ pub(crate) fn go(
 }
 
 /// The failure a process being set up already reported, if one is waiting on the socket.
-fn reported_failure(socket: std::os::fd::BorrowedFd<'_>, service: &str, container: &str) -> Option<RuntimeError> {
+fn reported_failure(socket: BorrowedFd<'_>, service: &str, container: &str) -> Option<RuntimeError> {
     let mut poll = [nix::poll::PollFd::new(socket, nix::poll::PollFlags::POLLIN)];
     if nix::poll::poll(&mut poll, nix::poll::PollTimeout::ZERO).ok()? == 0 {
         return None;

@@ -52,6 +52,11 @@ pub fn recycle(spares: &Path, dir: &Path) -> bool {
 /// `Ok(false)` when `dir` holds an entry berth does not know.
 fn empty(dir: &Path) -> io::Result<bool> {
     let mut entries = Vec::new();
+    // A directory a failed removal left without its layers would poison the pool: every
+    // container taking it would fail to mount its root (ENOENT), and be recycled again.
+    if !(dir.join("upper").is_dir() && dir.join("work").is_dir()) {
+        return Ok(false);
+    }
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let Some(name) = entry.file_name().to_str().filter(|n| KNOWN.contains(n)).map(str::to_owned) else {
@@ -140,5 +145,18 @@ mod tests {
         let extra = container_dir(root.path(), "extra");
         assert!(!recycle(&spares, &extra));
         assert_eq!(fs::read_dir(&spares).unwrap().count(), MAX_SPARES);
+    }
+
+    #[test]
+    fn a_directory_a_failed_removal_left_without_its_layers_is_not_pooled() {
+        let root = tempfile::tempdir().unwrap();
+        let spares = root.path().join("spare");
+        let half = container_dir(root.path(), "half");
+        fs::remove_dir_all(half.join("upper")).unwrap();
+        fs::remove_dir_all(half.join("work")).unwrap();
+        fs::write(half.join("spec.json"), "{}").unwrap();
+        assert!(!recycle(&spares, &half));
+        assert!(half.join("spec.json").exists(), "left for the full removal");
+        assert!(!take(&spares, &root.path().join("containers").join("next")), "nothing was pooled");
     }
 }

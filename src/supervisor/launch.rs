@@ -10,11 +10,11 @@ use super::health::HealthPlan;
 use super::names::NameEntry;
 use super::shared::Shared;
 use super::status::{ContainerStatus, Publisher, health_text, now_nanos};
+use crate::launch::{self, LaunchError, Networks, PlanContext, RunOverrides};
 use crate::network::ports::{self, Published};
 use crate::network::{firewall, setup};
-use crate::plan::{self, PlanContext, RunOverrides};
 use crate::runtime::container::{Container, Created, StartOptions};
-use crate::runtime::spec::{ContainerSpec, NamespaceMode};
+use crate::runtime::spec::ContainerSpec;
 
 /// A container the supervisor runs.
 #[derive(Debug)]
@@ -82,7 +82,7 @@ pub fn start(
                 }
             };
             if !renew_anon_volumes {
-                plan::mounts::take_over_anonymous(&mut spec, &old);
+                crate::plan::mounts::take_over_anonymous(&mut spec, &old);
             }
             // compose removes the old container once the new one exists; its anonymous volumes
             // stay (taken over, or left for `volume prune` after `-V`, as in compose).
@@ -135,8 +135,10 @@ pub fn create(
     if let Some(warning) = warning.filter(|_| restarts == 0) {
         eprintln!("berth: {service_name}: {warning}");
     }
-    let log = super::logs::LogFile::open(&log_path(shared, &spec.name), policy)
-        .map_err(|e| SupervisorError::Io { path: log_path(shared, &spec.name), source: e })?;
+    let log = super::logs::LogFile::open(&log_path(shared, &spec.name), policy).map_err(|e| {
+        launch::release(&shared.root, &spec);
+        SupervisorError::Io { path: log_path(shared, &spec.name), source: e }
+    })?;
     let pipe = || {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| SupervisorError::Io { path: "pipe".into(), source: e.into() })
@@ -150,11 +152,7 @@ pub fn create(
         die_with_parent: false,
         oneoff: false,
     };
-    let released = spec.clone();
-    let created = Container::create(&shared.spawner, &shared.root, spec, options).map_err(|e| {
-        let _ = setup::release(&shared.root, &released);
-        SupervisorError::Runtime(e)
-    })?;
+    let created = launch::create(&shared.spawner, &shared.root, spec, options).map_err(launch_error)?;
     // Only the container holds the write ends now: the readers end when it does.
     drop((out_write, err_write));
     super::logs::capture(out_read, "stdout", std::sync::Arc::clone(&log));
@@ -189,19 +187,16 @@ pub fn keep_stopped(shared: &Shared, spec: ContainerSpec, code: i32) {
 /// [`start`].
 pub fn run(shared: &Shared, pending: Pending, restarts: u32) -> Result<Running, SupervisorError> {
     let Pending { created, index } = pending;
-    let released = created.spec().clone();
     let desired = shared.desired();
     let (Some(service), Some(image)) =
-        (desired.project.services.get(&released.service), desired.images.get(&released.service))
+        (desired.project.services.get(&created.spec().service), desired.images.get(&created.spec().service))
     else {
+        let released = created.spec().clone();
         let _ = created.destroy();
-        let _ = setup::release(&shared.root, &released);
+        launch::release(&shared.root, &released);
         return Err(SupervisorError::Other(format!("no such service: {}", released.service)));
     };
-    let container = created.start().map_err(|e| {
-        let _ = setup::release(&shared.root, &released);
-        SupervisorError::Runtime(e)
-    })?;
+    let container = launch::run(&shared.root, created).map_err(launch_error)?;
     let stop_signal = service
         .stop_signal
         .as_deref()
@@ -305,24 +300,20 @@ fn plan_container(
         host_hostname: &shared.host_hostname,
     };
     let overrides = RunOverrides { index, ..RunOverrides::default() };
-    let mut spec =
-        plan::container_spec(&ctx, service, &overrides).map_err(|e| SupervisorError::Other(e.to_string()))?;
-    spec.config_hash = desired.hashes.get(&service.name).cloned().unwrap_or_default();
-    match &spec.namespaces.net {
-        NamespaceMode::Private => setup::attach_spec(&shared.root, &mut spec, service, &desired.networks, false)?,
-        // A container in another's network namespace sees that one's /etc files, as in docker:
-        // its names, its resolver.
-        NamespaceMode::Container(name) => {
-            let joined =
-                crate::runtime::state::list(&shared.root)?.into_iter().filter_map(|f| f.spec).find(|s| &s.name == name);
-            if let Some(joined) = joined {
-                spec.etc = joined.etc;
-                spec.hostname = joined.hostname;
-            }
-        }
-        NamespaceMode::Host | NamespaceMode::None => {}
+    let request = launch::Plan { ctx, service, overrides, networks: Networks::Replica(&desired.networks) };
+    launch::plan(&shared.root, &request, |spec| {
+        spec.config_hash = desired.hashes.get(&service.name).cloned().unwrap_or_default();
+    })
+    .map_err(launch_error)
+}
+
+/// The supervisor's errors as they were before launching moved out: a bad plan is `Other`.
+fn launch_error(e: LaunchError) -> SupervisorError {
+    match e {
+        LaunchError::Plan(e) => SupervisorError::Other(e.to_string()),
+        LaunchError::Network(e) => e.into(),
+        LaunchError::Runtime(e) => SupervisorError::Runtime(e),
     }
-    Ok(spec)
 }
 
 /// Ends a container's run for a restart: its names and ports are withdrawn, its process and

@@ -226,3 +226,18 @@ pub fn unpack_layer(data: &[u8]) -> bool {
     assert_eq!(before, after, "unpacking changed something outside the layer directory");
     unpacked
 }
+
+/// Any bytes as one control-socket line: `decode_request`, then, for what decodes, encoding it
+/// again must decode to the same request (the client and the server share these types).
+pub fn control_line(data: &[u8]) -> bool {
+    use berth::supervisor::control::decode_request;
+    let Ok(request) = decode_request(data) else { return false };
+    let again = serde_json::to_vec(&request).expect("a decoded request encodes");
+    let decoded = decode_request(&again).expect("an encoded request decodes");
+    assert_eq!(
+        serde_json::to_value(&decoded).expect("encodes"),
+        serde_json::to_value(&request).expect("encodes"),
+        "a request changed through encode and decode"
+    );
+    true
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the fuzz targets: `fuzz/run.sh [SECONDS] [TARGET...]` (default 600 s each; targets:
-# load dockerfile dns unpack, and control once `--features control` builds, see README).
+# load dockerfile dns unpack control).
 # JOBS=2 runs two targets at once (the default is one); the fuzzers run under `nice -n 10`.
 # NO_BUILD=1 uses the binaries already in fuzz/target as they are.
 #
@@ -18,14 +18,12 @@ cd "$(dirname "$0")"
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(load dockerfile dns unpack)
+[ ${#targets[@]} -gt 0 ] || targets=(load dockerfile dns unpack control)
 jobs=${JOBS:-1}
-features=()
-for t in "${targets[@]}"; do [ "$t" = control ] && features=(--features control); done
 export RUSTC_BOOTSTRAP=1
 if [ "${NO_BUILD:-0}" != 1 ]; then
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-  cargo fuzz build --release "${features[@]}"
+  cargo fuzz build --release
 fi
 bin=target/x86_64-unknown-linux-gnu/release
 # As cargo fuzz run sets it: Rust's duplicated generic symbols are not ODR violations.

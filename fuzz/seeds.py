@@ -9,7 +9,7 @@ merges them into fuzz/corpus/<target>, which is). Stdlib only.
   dns         queries built by hand (A, AAAA, ANY, PTR, MX, EDNS, two questions, compression
               pointers, TCP flag, with an upstream answer)
   dockerfile  the repo's Dockerfiles, the Dockerfile texts in its tests, and hand-written ones
-  control     lines of today's control protocol
+  control     one JSON line per control request, and broken ones
 """
 import gzip
 import io
@@ -269,15 +269,24 @@ def unescape(literal):
 
 def control():
     lines = {
-        "ping": "ping\n",
-        "ps": "ps\n",
-        "down": "down 10\n",
-        "up": '{"services":["web"],"force_recreate":false}\n',
-        "up-old": 'up {"services":["web"]}\n',
-        "json-ping": '{"Ping":null}\n',
+        'ping': '"ping"',
+        'ps': '"ps"',
+        'unwatch': '"unwatch"',
+        'up': '{"up":{"options":{"files":["compose.yaml"],"project_name":"p","project_directory":null,"env_files":[],"profiles":["*"],"services":[],"interpolate":true,"consistency":true,"working_dir":"/srv","os_env":{"HOME":"/root"},"stdin":null,"schema_cache":null},"services":["web","db"],"force_recreate":true,"no_recreate":false,"remove_orphans":false,"no_deps":false,"scale":{"web":2},"timeout":3,"watch":false,"renew_anon_volumes":false,"resume":false}}',
+        'down': '{"down":{"timeout":10,"volumes":true}}',
+        'halt': '{"halt":{"timeout":null}}',
+        'stop': '{"stop":{"timeout":5,"services":["web","db"]}}',
+        'restart': '{"restart":{"timeout":null,"services":[]}}',
+        'start': '{"start":{"services":["web"]}}',
+        'rm': '{"rm":{"volumes":false,"services":["web"]}}',
+        'kill': '{"kill":{"signal":"SIGHUP","services":[]}}',
+        'watch': '{"watch":{"services":["web"]}}',
+        "truncated": '{"stop":{"timeout":5,"serv',
+        "wrong-type": '{"down":{"timeout":"10","volumes":1}}',
+        "old-text": "down 10 v",
     }
     for key, line in lines.items():
-        write("control", key, line.encode())
+        write("control", key, (line + "\n").encode())
 
 
 if __name__ == "__main__":

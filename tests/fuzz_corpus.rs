@@ -45,3 +45,8 @@ fn dns_corpus() {
 fn unpack_corpus() {
     replay("unpack", harness::unpack_layer);
 }
+
+#[test]
+fn control_corpus() {
+    replay("control", harness::control_line);
+}

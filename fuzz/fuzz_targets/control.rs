@@ -1,8 +1,10 @@
 //! Any bytes as one line on the supervisor's control socket: decoding must return Ok or Err,
-//! never panic or hang. Needs `berth::supervisor::control::decode_request` (the typed control
-//! protocol of the lifecycle branch), so it builds only with `--features control`.
+//! never panic or hang, and what decodes must survive encoding and decoding again.
 #![no_main]
 
+#[path = "../harness.rs"]
+mod harness;
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = berth::supervisor::control::decode_request(data);
+    harness::control_line(data);
 });

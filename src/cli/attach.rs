@@ -73,7 +73,7 @@ pub(super) fn attach(
             }
             eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
             // The containers stop and are kept (`start` runs them again); the supervisor ends.
-            control::request(&dir, "halt");
+            control::request(&dir, &control::Request::Halt { timeout: None });
             stopping = true;
             code = EXIT_INTERRUPTED;
         }
@@ -103,7 +103,7 @@ pub(super) fn attach(
                 if abort && !all_exited {
                     eprintln!("Aborting on container exit...");
                 }
-                control::request(&dir, "halt");
+                control::request(&dir, &control::Request::Halt { timeout: None });
                 stopping = true;
             }
         }

@@ -36,8 +36,10 @@ pub struct PsArgs {
 pub(super) fn containers(global: &GlobalOptions, project: &str) -> Vec<ContainerStatus> {
     let root = global.state_root();
     let dir = supervisor::project_dir(&root, project);
-    let from_supervisor =
-        control::request(&dir, "ps").and_then(|t| serde_json::from_str::<Vec<ContainerStatus>>(&t).ok());
+    let from_supervisor = match control::request(&dir, &control::Request::Ps) {
+        Some(control::Reply::Containers(containers)) => Some(containers),
+        _ => None,
+    };
     let supervised = from_supervisor.is_some();
     let Ok(found) = state::list(&root) else { return from_supervisor.unwrap_or_default() };
     let on_disk: Vec<ContainerStatus> = found

@@ -2,10 +2,9 @@
 //! their anonymous volumes — as compose's `rm` does. Running containers are left alone unless
 //! `-s` stops them first.
 
-use anyhow::anyhow;
-
 use super::{Failure, GlobalOptions, load_project};
 use crate::runtime::state;
+use crate::supervisor::control::{Reply, Request};
 use crate::supervisor::{self, control, recover};
 
 /// `berth rm`.
@@ -31,23 +30,19 @@ pub(super) fn rm(global: &GlobalOptions, args: &RmArgs) -> Result<(), Failure> {
     let root = global.state_root();
     let dir = supervisor::project_dir(&root, &project.name);
     let _lock = super::up::lock_project(global, &project.name)?;
-    let services = args.services.join(" ");
     let failure = |e: anyhow::Error| Failure { code: 1, error: e };
     if args.stop {
-        match control::request(&dir, format!("stop - {services}").trim_end()) {
-            Some(reply) if reply == "ok" => {}
-            Some(reply) => return Err(failure(anyhow!("{}", reply.trim_start_matches("error: ")))),
+        let stop = Request::Stop { timeout: None, services: args.services.clone() };
+        match control::request(&dir, &stop) {
+            Some(Reply::Done) => {}
+            Some(other) => return Err(failure(super::up::unexpected(other))),
             None => recover::reap(&root, &project.name).map_err(|e| failure(e.into()))?,
         }
     }
-    let volumes = if args.volumes { "v" } else { "-" };
-    let removed: Vec<String> = match control::request(&dir, format!("rm {volumes} {services}").trim_end()) {
-        Some(reply) => {
-            if let Some(error) = reply.strip_prefix("error: ") {
-                return Err(failure(anyhow!("{error}")));
-            }
-            serde_json::from_str(&reply).unwrap_or_default()
-        }
+    let rm = Request::Rm { volumes: args.volumes, services: args.services.clone() };
+    let removed: Vec<String> = match control::request(&dir, &rm) {
+        Some(Reply::Removed(removed)) => removed,
+        Some(other) => return Err(failure(super::up::unexpected(other))),
         // No supervisor: the stopped containers are on disk alone. One-off containers are
         // not `rm`'s, as in compose (`down` removes them).
         None => {

@@ -12,6 +12,7 @@ use crate::image::Store;
 use crate::image::ensure::ensure_images;
 use crate::runtime::spawner::Spawner;
 use crate::spec::{Project, ProjectOptions};
+use crate::supervisor::control::{Reply, Request};
 use crate::supervisor::{self, SupervisorRecord, UpReport, UpRequest, control, recover};
 
 /// `berth up`.
@@ -219,7 +220,7 @@ fn up_request(options: ProjectOptions, project: &Project, args: &UpArgs) -> Resu
 fn running_supervisor(root: &std::path::Path, project: &str) -> Option<std::path::PathBuf> {
     let record = SupervisorRecord::load(root, project).filter(SupervisorRecord::is_running)?;
     let dir = supervisor::project_dir(root, project);
-    if control::request(&dir, "ping").is_some() {
+    if control::request(&dir, &Request::Ping).is_some() {
         return Some(dir);
     }
     recover::kill_and_wait(record.pid);
@@ -228,13 +229,19 @@ fn running_supervisor(root: &std::path::Path, project: &str) -> Option<std::path
 
 /// `up` on a running project: the supervisor changes what differs.
 fn converge(dir: &std::path::Path, request: &UpRequest) -> Result<UpReport, Failure> {
-    let text = serde_json::to_string(request).map_err(failure)?;
-    let reply = control::request(dir, &format!("up {text}"))
-        .ok_or_else(|| failure(anyhow!("the project's supervisor stopped answering")))?;
-    if let Some(error) = reply.strip_prefix("error: ") {
-        return Err(failure(anyhow!("{error}")));
+    match control::request(dir, &Request::Up(Box::new(request.clone()))) {
+        Some(Reply::Up(report)) => Ok(*report),
+        Some(other) => Err(failure(unexpected(other))),
+        None => Err(failure(anyhow!("the project's supervisor stopped answering"))),
     }
-    serde_json::from_str(&reply).map_err(|e| failure(anyhow!("the supervisor's answer: {e}")))
+}
+
+/// A reply that is not the one the request asks for: the supervisor's error, or a mismatch.
+pub(super) fn unexpected(reply: Reply) -> anyhow::Error {
+    match reply {
+        Reply::Error(error) => anyhow!("{error}"),
+        other => anyhow!("unexpected answer from the supervisor: {other:?}"),
+    }
 }
 
 /// Starts the project's supervisor with `request` on its standard input and waits for its
@@ -384,9 +391,7 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
         .map(|all| all.into_iter().filter(|n| &n.project == project).map(|n| n.name).collect())
         .unwrap_or_default();
     if let Some(record) = SupervisorRecord::load(&root, project).filter(SupervisorRecord::is_running) {
-        let timeout = args.timeout.map_or_else(|| "-".to_owned(), |t| t.to_string());
-        let request = format!("down {timeout} {}", if args.volumes { "v" } else { "-" });
-        match control::request(&dir, &request) {
+        match control::request(&dir, &Request::Down { timeout: args.timeout, volumes: args.volumes }) {
             Some(_) => recover::wait_for_exit(record.pid),
             None => recover::kill_and_wait(record.pid),
         }
@@ -559,14 +564,15 @@ pub(super) fn lifecycle(global: &GlobalOptions, command: &str, args: &ServicesAr
         check_created(&root, &project.name, &args.services)?;
     }
     let _lock = lock_project(global, &project.name)?;
-    let timeout = args.timeout.map_or_else(|| "-".to_owned(), |t| t.to_string());
+    let (timeout, services) = (args.timeout, args.services.clone());
     let request = match command {
-        "start" => format!("start {}", args.services.join(" ")),
-        _ => format!("{command} {timeout} {}", args.services.join(" ")),
+        "start" => Request::Start { services },
+        "restart" => Request::Restart { timeout, services },
+        _ => Request::Stop { timeout, services },
     };
-    match control::request(&dir, request.trim_end()) {
-        Some(reply) if reply == "ok" => Ok(()),
-        Some(reply) => Err(failure(anyhow!("{}", reply.trim_start_matches("error: ")))),
+    match control::request(&dir, &request) {
+        Some(Reply::Done) => Ok(()),
+        Some(other) => Err(failure(unexpected(other))),
         None => {
             recover::reap(&root, &project.name).map_err(failure)?;
             if command == "stop" {
@@ -618,10 +624,10 @@ pub(super) fn kill(global: &GlobalOptions, args: &KillArgs) -> Result<(), Failur
     let loaded = load_project(&global.project_options())?;
     let dir = supervisor::project_dir(&global.state_root(), &loaded.project.name);
     let _lock = lock_project(global, &loaded.project.name)?;
-    let request = format!("kill {} {}", signal.as_str(), args.services.join(" "));
-    match control::request(&dir, request.trim_end()) {
-        Some(reply) if reply == "ok" => Ok(()),
-        Some(reply) => Err(failure(anyhow!("{}", reply.trim_start_matches("error: ")))),
+    let request = Request::Kill { signal: signal.as_str().to_owned(), services: args.services.clone() };
+    match control::request(&dir, &request) {
+        Some(Reply::Done) => Ok(()),
+        Some(other) => Err(failure(unexpected(other))),
         None => Err(failure(anyhow!("project {} is not running", loaded.project.name))),
     }
 }

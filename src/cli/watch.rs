@@ -43,12 +43,15 @@ pub(super) fn watch(global: &GlobalOptions, args: &WatchArgs) -> Result<u8, Fail
     let root = global.state_root();
     let dir = supervisor::project_dir(&root, &project.name);
     if args.no_up {
-        let reply =
-            control::request(&dir, format!("watch {}", args.services.join(" ")).trim_end()).ok_or_else(|| {
-                failure(anyhow!("project {} is not running: `berth watch` without --no-up starts it", project.name))
-            })?;
-        if let Some(error) = reply.strip_prefix("error: ") {
-            return Err(failure(anyhow!("{error}")));
+        match control::request(&dir, &control::Request::Watch { services: args.services.clone() }) {
+            Some(control::Reply::Done) => {}
+            Some(other) => return Err(failure(super::up::unexpected(other))),
+            None => {
+                return Err(failure(anyhow!(
+                    "project {} is not running: `berth watch` without --no-up starts it",
+                    project.name
+                )));
+            }
         }
     } else {
         let up = UpArgs { detach: true, watch: true, services: args.services.clone(), ..UpArgs::default() };
@@ -62,7 +65,7 @@ pub(super) fn watch(global: &GlobalOptions, args: &WatchArgs) -> Result<u8, Fail
     loop {
         view.poll()?;
         if signal_arrived(&signals) {
-            control::request(&dir, "unwatch");
+            control::request(&dir, &control::Request::Unwatch);
             view.poll()?;
             return Ok(0);
         }

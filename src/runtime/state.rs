@@ -101,19 +101,39 @@ impl ContainerDirs {
     /// Removes everything (keeping the emptied directory as a spare when the pool has room); a
     /// directory already gone is fine.
     pub fn remove(&self) -> Result<(), RuntimeError> {
-        if spare_dirs::recycle(&self.spares(), &self.dir) {
+        // Two removers of one container (its supervisor and a `down`, say) must not both work
+        // on it: a descriptor-relative removal follows the directory wherever the other one
+        // renames it — into the spare pool, and on into the next container. The one whose
+        // rename to a private name wins removes it; for the other it is already gone.
+        static CLAIMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let claim = if name.starts_with(REMOVING) {
+            self.dir.clone()
+        } else {
+            let n = CLAIMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let claim = self.dir.with_file_name(format!("{REMOVING}{name}-{}-{n}", std::process::id()));
+            match fs::rename(&self.dir, &claim) {
+                Ok(()) => claim,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(RuntimeError::io(&self.dir, e)),
+            }
+        };
+        if spare_dirs::recycle(&self.spares(), &claim) {
             return Ok(());
         }
         // The writable layer is the container's: descriptor-relative, symlinks never followed,
         // any depth.
         // The layers before the records, so a removal that fails halfway leaves `spec.json`
         // for the next `down` to find.
-        for layer in [self.upper(), self.work()] {
+        for layer in [claim.join("upper"), claim.join("work")] {
             crate::fsutil::remove_tree(&layer).map_err(|e| RuntimeError::io(&layer, e))?;
         }
-        crate::fsutil::remove_tree(&self.dir).map_err(|e| RuntimeError::io(&self.dir, e))
+        crate::fsutil::remove_tree(&claim).map_err(|e| RuntimeError::io(&claim, e))
     }
 }
+
+/// The name prefix of a container directory being removed (see [`ContainerDirs::remove`]).
+const REMOVING: &str = ".removing-";
 
 /// Where container directories live.
 pub fn containers_dir(state_root: &Path) -> PathBuf {
@@ -219,6 +239,10 @@ pub fn list(state_root: &Path) -> Result<Vec<Found>, RuntimeError> {
     };
     let mut found = Vec::new();
     for entry in entries.flatten() {
+        // Being removed by someone: no longer a container anyone may adopt or remove.
+        if entry.file_name().to_string_lossy().starts_with(REMOVING) {
+            continue;
+        }
         let dirs = ContainerDirs { dir: entry.path(), state_root: state_root.to_path_buf() };
         let spec = fs::read(dirs.dir.join("spec.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
         let record: Option<ContainerRecord> =

@@ -107,7 +107,8 @@ impl ContainerDirs {
         // rename to a private name wins removes it; for the other it is already gone.
         static CLAIMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let claim = if name.starts_with(REMOVING) {
+        let claimed = !name.starts_with(REMOVING);
+        let claim = if !claimed {
             self.dir.clone()
         } else {
             let n = CLAIMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -124,11 +125,14 @@ impl ContainerDirs {
         // The writable layer is the container's: descriptor-relative, symlinks never followed,
         // any depth.
         // The layers before the records, so a removal that fails halfway leaves `spec.json`
-        // for the next `down` to find.
-        for layer in [claim.join("upper"), claim.join("work")] {
-            crate::fsutil::remove_tree(&layer).map_err(|e| RuntimeError::io(&layer, e))?;
+        // for the next `down` to find — under the container's own name again.
+        let removed = [claim.join("upper"), claim.join("work"), claim.clone()]
+            .iter()
+            .try_for_each(|tree| crate::fsutil::remove_tree(tree).map_err(|e| RuntimeError::io(tree, e)));
+        if removed.is_err() && claimed {
+            let _ = fs::rename(&claim, &self.dir);
         }
-        crate::fsutil::remove_tree(&claim).map_err(|e| RuntimeError::io(&claim, e))
+        removed
     }
 }
 

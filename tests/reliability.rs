@@ -42,7 +42,13 @@ fn binary_output_comes_back_byte_for_byte_and_the_container_keeps_writing() {
     let got = eventually("the last line in `berth logs`", || {
         let out = project.berth(&["logs", "--no-log-prefix"]);
         assert!(out.status.success(), "logs: {}", String::from_utf8_lossy(&out.stderr));
-        if out.stdout.ends_with(b"done\n") { Ok(out.stdout) } else { Err(String::from_utf8_lossy(&out.stdout).into()) }
+        // stderr's line may be merged after stdout's last one: wait for both, wherever they fall.
+        let has = |want: &[u8]| out.stdout.windows(want.len()).any(|w| w == want);
+        if has(b"done\n") && has(b"x\\y\r\n") {
+            Ok(out.stdout)
+        } else {
+            Err(String::from_utf8_lossy(&out.stdout).into())
+        }
     });
     // stderr is another pipe: where its line falls among stdout's is the reader's luck.
     let stderr_line: &[u8] = b"x\\y\r\n";

@@ -5,6 +5,8 @@
 # The two alternate run by run (benches/interleave.py); prints medians, p10/p90 and the ratio
 # berth/crun of the medians. Run as root:
 #   bash benches/runtime.sh [RUNS]
+# PEER=unconfined times berth against itself with `security_opt: [seccomp=unconfined]` instead
+# of crun: what the seccomp filter and the session keyring cost each start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
@@ -60,9 +62,17 @@ PY
 
 berth_cmd="target/release/berth --root $root -f $work/stack/compose.yaml run --rm -T t"
 crun_cmd="crun --cgroup-manager=cgroupfs run --bundle $work/bundle berth-bench-$$"
+peer=crun
+if [ "${PEER:-crun}" = unconfined ]; then
+  mkdir -p "$work/unconfined"
+  sed 's/    network_mode: none/    network_mode: none\n    security_opt: ["seccomp=unconfined"]/' \
+    "$work/stack/compose.yaml" > "$work/unconfined/compose.yaml"
+  peer=unconfined
+  crun_cmd="target/release/berth --root $root -f $work/unconfined/compose.yaml run --rm -T t"
+fi
 $berth_cmd
 $crun_cmd
 # The release build and the unpacked image leave the disk's writeback queue full for tens of
 # seconds; flush it so that neither side is timed against the kernel writing the build back.
 sync
-python3 benches/interleave.py "$runs" berth "$berth_cmd" crun "$crun_cmd"
+python3 benches/interleave.py "$runs" berth "$berth_cmd" "$peer" "$crun_cmd"

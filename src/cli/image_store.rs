@@ -119,7 +119,7 @@ fn inspect_one(store: &Store, record: &ImageRecord) -> Result<serde_json::Value,
         None => Vec::new(),
     };
     let c = &record.config;
-    Ok(json!({
+    let mut doc = json!({
         "Id": record.id.to_string(),
         "RepoTags": tags,
         "RepoDigests": digests,
@@ -135,7 +135,13 @@ fn inspect_one(store: &Store, record: &ImageRecord) -> Result<serde_json::Value,
         "Size": record.size(),
         "RootFS": { "Type": "layers", "Layers": c.rootfs.diff_ids.iter().map(ToString::to_string).collect::<Vec<_>>() },
         "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
-    }))
+    });
+    if c.variant.is_none()
+        && let Some(fields) = doc.as_object_mut()
+    {
+        fields.shift_remove("Variant");
+    }
+    Ok(doc)
 }
 
 pub(super) fn inspect(global: &GlobalOptions, args: &InspectArgs) -> Result<(), Failure> {

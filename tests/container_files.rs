@@ -108,7 +108,8 @@ fn cp_follows_dockers_path_rules_both_ways() {
 
 #[test]
 fn a_symlink_in_the_container_never_sends_a_copy_to_the_host() {
-    let project = Project::new("berthcpattack", &service("box", IDLE));
+    let services = format!("{}{}", service("box", IDLE), service("hostpid", &format!("{IDLE}\npid: host")));
+    let project = Project::new("berthcpattack", &services);
     project.up();
     sh_ok(
         &project,
@@ -153,6 +154,28 @@ fn a_symlink_in_the_container_never_sends_a_copy_to_the_host() {
     let link = std::fs::symlink_metadata(h.join("link-copy")).unwrap();
     assert!(link.file_type().is_symlink(), "without -L the link itself is copied");
     assert_eq!(std::fs::read_link(h.join("link-copy")).unwrap(), Path::new("/"));
+
+    // A container in the host's PID namespace sees the host's processes in its /proc — berth's
+    // own among them, as `/proc/self` — whose magic links (`/proc/self/root`) lead to the
+    // host's root: they must lead nowhere.
+    let secret = format!("/tmp/{}", host_canary("secret"));
+    std::fs::write(&secret, "host secret\n").unwrap();
+    sh_ok(&project, "hostpid", "ln -s /proc/self/root/tmp /hostlink && ln -s /proc/self/root /hostroot");
+    let into = host_canary("hostpid");
+    let _ = cp(&project, &[&payload, &format!("hostpid:/hostlink/{into}")]);
+    let _ = cp(&project, &[&payload, &format!("hostpid:/hostroot/tmp/{into}")]);
+    let leaked = Path::new(&format!("/tmp/{into}")).exists();
+    let _ = std::fs::remove_file(format!("/tmp/{into}"));
+    let name = Path::new(&secret).file_name().unwrap().to_str().unwrap().to_owned();
+    let read = cp(&project, &[&format!("hostpid:/hostlink/{name}"), &hs("stolen")]);
+    let read_direct = cp(&project, &[&format!("hostpid:/proc/self/root{secret}"), &hs("stolen-direct")]);
+    let _ = std::fs::remove_file(&secret);
+    assert!(!leaked, "a copy through /proc/self/root landed on the host");
+    assert!(!read.status.success() && !h.join("stolen").exists(), "the host's file was read: {read:?}");
+    assert!(!read_direct.status.success() && !h.join("stolen-direct").exists(), "{read_direct:?}");
+    // Its own files still copy.
+    ok(&project, &["cp", &payload, "hostpid:/tmp/fine"]);
+    assert_eq!(sh_ok(&project, "hostpid", "cat /tmp/fine"), "attack\n");
 
     // The same against the stopped container, whose root is mounted for the copy.
     ok(&project, &["stop", "box"]);

@@ -2,13 +2,20 @@
 //!
 //! Everything a container wrote is hostile: a symlink `/x -> /` in it must never make a host
 //! path out of a container path. So no container path is ever joined onto a host path. Work
-//! on a container's files runs in a thread of its own that has its own root (`chroot`, after
-//! `unshare(CLONE_FS)` so the rest of the process keeps the host's): the container's root as
-//! its processes see it (`/proc/<pid>/root`, its mounts included) while it runs, its overlay
-//! root file system mounted in a private mount namespace (which dies with the thread, so no
-//! mount can leak) while it is stopped, or its writable layer alone. Every symlink, absolute
-//! or `..`, then resolves inside the container, as `openat2(RESOLVE_IN_ROOT)` would, for every
-//! path the thread touches — including the paths the tar crate creates while it extracts.
+//! on a container's files runs in a thread of its own whose root is the container's (after
+//! `unshare(CLONE_FS)`, so the rest of the process keeps the host's):
+//!
+//! - a running container: a private copy of its mount namespace (its root, volumes and init
+//!   files as its processes see them) with every procfs detached, so no magic link
+//!   (`/proc/1/root`) is left to jump out of it;
+//! - a stopped one: its overlay root file system mounted in a private mount namespace of the
+//!   thread's own, then `chroot`;
+//! - its writable layer alone (`commit`): `chroot` into the upper directory.
+//!
+//! Every symlink, absolute or `..`, then resolves inside the container, as
+//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` would, for every path the thread touches —
+//! including the paths the tar crate creates while it extracts. The namespaces die with the
+//! thread, so no mount can leak.
 
 pub mod archive;
 pub mod commit;
@@ -158,10 +165,8 @@ fn enter(container: &Container, view: View) -> Result<(), FsError> {
             chroot_at(&container.dirs.upper())
         }
         View::Live { writable } => {
-            if let Some(root) = running_root(container)? {
-                unshare(CloneFlags::CLONE_FS).map_err(sys("unshare the file system context"))?;
-                nix::unistd::fchdir(root.as_fd()).map_err(sys("enter the container's root"))?;
-                return chroot_at(Path::new("."));
+            if let Some(ns) = running_mount_ns(container)? {
+                return enter_running(&ns);
             }
             unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS).map_err(sys("unshare the mount namespace"))?;
             mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
@@ -178,28 +183,120 @@ fn chroot_at(dir: &Path) -> Result<(), FsError> {
     nix::unistd::chdir("/").map_err(sys("chdir /"))
 }
 
-/// `/proc/<pid>/root` of the container's process while it runs (`None` when it does not),
+/// The mount namespace of the container's process while it runs (`None` when it does not),
 /// opened so that a PID reused by another process is never mistaken for it: the pidfd is
 /// opened first, the record's start time checked against the PID, and the pidfd checked still
-/// alive once the root is open.
-fn running_root(container: &Container) -> Result<Option<OwnedFd>, FsError> {
+/// alive once the namespace is open.
+fn running_mount_ns(container: &Container) -> Result<Option<OwnedFd>, FsError> {
     let Some(record) = container.record.as_ref().filter(|r| r.is_running()) else { return Ok(None) };
     let pidfd = crate::runtime::exec::pidfd_open(record.pid)?;
     if !record.is_running() {
         return Ok(None);
     }
-    let root = rustix::fs::open(
-        format!("/proc/{}/root", record.pid),
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+    let ns = rustix::fs::open(
+        format!("/proc/{}/ns/mnt", record.pid),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .map_err(|e| FsError::io(format!("open the root of {}", container.name()), e.into()))?;
+    .map_err(|e| FsError::io(format!("open the mount namespace of {}", container.name()), e.into()))?;
     let mut fds = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
     let exited = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).map_err(sys("poll the pidfd"))? > 0;
     if exited {
         return Err(FsError::NotFound(format!("container {} stopped during the copy", container.name())));
     }
-    Ok(Some(root))
+    Ok(Some(ns))
+}
+
+/// Enters a private copy of a running container's mount namespace (its root, volumes and
+/// init files as its processes see them) and detaches every procfs in it.
+///
+/// A chroot alone is not enough here: procfs holds magic links (`/proc/<pid>/root`, `…/cwd`,
+/// `…/fd/N`) that jump out of any root. A container's own procfs shows only its own PID
+/// namespace, but one that shares the host's (`pid: host`) shows the host's processes, and a
+/// symlink it plants at `/x -> /proc/1/root/etc` would otherwise send a copy into the host's
+/// `/etc`. Without procfs in the view, no magic link is left to follow.
+fn enter_running(ns: &OwnedFd) -> Result<(), FsError> {
+    // The host's procfs, to read this thread's mount table from once the container's /proc
+    // is all that paths reach.
+    let host_proc = rustix::fs::open(
+        "/proc",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| FsError::io("open /proc", e.into()))?;
+    unshare(CloneFlags::CLONE_FS).map_err(sys("unshare the file system context"))?;
+    nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWNS).map_err(sys("enter the container's mount namespace"))?;
+    // A copy of it, from which nothing propagates back to the container (nor into the copy).
+    unshare(CloneFlags::CLONE_NEWNS).map_err(sys("unshare the mount namespace"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(sys("make / rprivate"))?;
+    nix::unistd::chdir("/").map_err(sys("chdir /"))?;
+    for _ in 0..2 {
+        let procs = proc_mounts(&host_proc)?;
+        if procs.is_empty() {
+            return Ok(());
+        }
+        for target in procs.iter().rev() {
+            // Detached, never followed: the path is the container's.
+            match nix::mount::umount2(
+                target.as_path(),
+                nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW,
+            ) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+                Err(e) => return Err(FsError::io(format!("detach {}", target.display()), e.into())),
+            }
+        }
+    }
+    Err(FsError::Invalid("a procfs in the container's mount namespace could not be detached".to_owned()))
+}
+
+/// The mount points of every procfs in this thread's mount namespace, shortest first.
+fn proc_mounts(host_proc: &OwnedFd) -> Result<Vec<PathBuf>, FsError> {
+    let fd = rustix::fs::openat(
+        host_proc,
+        "thread-self/mountinfo",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| FsError::io("open the mount table", e.into()))?;
+    let mut text = String::new();
+    io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text)
+        .map_err(|e| FsError::io("read the mount table", e))?;
+    let mut found: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|line| {
+            let (fields, rest) = line.split_once(" - ")?;
+            let fstype = rest.split(' ').next()?;
+            let target = fields.split(' ').nth(4)?;
+            (fstype == "proc").then(|| PathBuf::from(unescape(target)))
+        })
+        .collect();
+    found.sort_by_key(|p| p.as_os_str().len());
+    Ok(found)
+}
+
+/// A mountinfo field with its `\ooo` escapes (space, tab, newline, backslash) decoded.
+fn unescape(field: &str) -> std::ffi::OsString {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
+        match (bytes[i], octal) {
+            (b'\\', Some(b)) => {
+                out.push(b);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::os::unix::ffi::OsStringExt::from_vec(out)
 }
 
 /// Mounts a stopped container's root file system at `target`: read-only with its writable
@@ -244,4 +341,15 @@ fn mount_root(container: &Container, writable: bool, target: &Path) -> Result<()
 /// `path` as a path in a container: absolute (docker reads a relative one from `/`).
 pub fn container_path(path: &str) -> PathBuf {
     if path.starts_with('/') { PathBuf::from(path) } else { Path::new("/").join(path) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_unescaped() {
+        assert_eq!(unescape(r"/a\040b/c\011d\134e"), std::ffi::OsString::from("/a b/c\td\\e"));
+        assert_eq!(unescape(r"/plain\04"), std::ffi::OsString::from(r"/plain\04"));
+    }
 }

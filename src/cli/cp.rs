@@ -209,4 +209,24 @@ mod tests {
         assert_eq!(split_arg("./a:b"), (None, "./a:b"));
         assert_eq!(split_arg("file.txt"), (None, "file.txt"));
     }
+
+    fn commit_args(args: &[&str]) -> CommitArgs {
+        let mut all = vec!["berth", "commit"];
+        all.extend_from_slice(args);
+        match <super::super::Cli as clap::Parser>::try_parse_from(all).unwrap().command {
+            super::super::Command::Commit(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn commit_pause_is_a_boolean_flag_as_in_compose() {
+        let c = commit_args(&["-p", "web", "app:1"]);
+        assert!(c.pause);
+        assert_eq!((c.service.as_str(), c.reference.as_deref()), ("web", Some("app:1")));
+        assert!(!commit_args(&["--pause=false", "web"]).pause);
+        assert!(commit_args(&["web"]).pause, "compose pauses by default");
+        let c = commit_args(&["-c", "ENV A=1", "--change", "CMD [\"sh\"]", "-m", "msg", "-a", "me", "web"]);
+        assert_eq!(c.changes.len(), 2);
+    }
 }

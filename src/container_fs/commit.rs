@@ -186,3 +186,34 @@ pub fn export(container: &Container, out: impl Write + Send) -> Result<(), FsErr
         archive::write_tree(Path::new("/"), None, options, out)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_dockerfile_instructions_applied_to_the_config() {
+        let mut base = ConfigFile::default();
+        base.config.cmd = Some(vec!["sh".into()]);
+        base.config.env = Some(vec!["PATH=/bin".into()]);
+        let changes = [
+            "ENV A=1 B=$PATH".to_owned(),
+            "CMD [\"echo\", \"hi\"]".to_owned(),
+            "WORKDIR /srv".to_owned(),
+            "LABEL x=y".to_owned(),
+            "EXPOSE 8080".to_owned(),
+            "USER 1000".to_owned(),
+        ];
+        let config = apply_changes(base, Vec::new(), &changes).unwrap();
+        let c = &config.config;
+        assert_eq!(c.env.as_deref().unwrap(), ["PATH=/bin", "A=1", "B=/bin"]);
+        assert_eq!(c.cmd.as_deref().unwrap(), ["echo", "hi"]);
+        assert_eq!(c.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(c.labels.as_ref().unwrap()["x"], "y");
+        assert!(c.exposed_ports.as_ref().unwrap().contains_key("8080/tcp"));
+        assert_eq!(c.user.as_deref(), Some("1000"));
+        for bad in ["RUN true", "COPY a b", "FROM x", "NOPE x"] {
+            assert!(apply_changes(ConfigFile::default(), Vec::new(), &[bad.to_owned()]).is_err(), "{bad}");
+        }
+    }
+}

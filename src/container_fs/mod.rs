@@ -142,8 +142,11 @@ pub fn with_root<R: Send>(
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
-                enter(container, view)?;
-                work()
+                let mounted = enter(container, view)?;
+                let result = work();
+                // Unmounted whether the work succeeded or not.
+                let unmounted = mounted.map_or(Ok(()), Mounted::unmount);
+                result.and_then(|r| unmounted.map(|()| r))
             })
             .join()
             .unwrap_or_else(|_| Err(FsError::io("the copy thread", io::Error::other("panicked"))))
@@ -157,23 +160,50 @@ pub fn on_host<R: Send>(work: impl FnOnce() -> Result<R, FsError> + Send) -> Res
     })
 }
 
-/// Makes the calling thread's root `container`'s `view`.
-fn enter(container: &Container, view: View) -> Result<(), FsError> {
+/// A stopped container's root file system mounted for the thread.
+struct Mounted {
+    /// The host's root, to leave the container's by.
+    host_root: OwnedFd,
+    target: PathBuf,
+}
+
+impl Mounted {
+    /// Leaves the container's root and unmounts it, before the thread ends: the namespace
+    /// would take the mount with it, but only after the thread's exit has woken its joiner,
+    /// and the container must not start on a writable layer that is still mounted here.
+    fn unmount(self) -> Result<(), FsError> {
+        nix::unistd::fchdir(self.host_root.as_fd()).map_err(sys("return to the host's root"))?;
+        nix::unistd::chroot(".").map_err(sys("chroot to the host's root"))?;
+        nix::mount::umount2(self.target.as_path(), nix::mount::MntFlags::empty())
+            .map_err(|e| FsError::io(format!("unmount {}", self.target.display()), e.into()))
+    }
+}
+
+/// Makes the calling thread's root `container`'s `view`; a stopped container's root file
+/// system is mounted for it.
+fn enter(container: &Container, view: View) -> Result<Option<Mounted>, FsError> {
     match view {
         View::Upper => {
             unshare(CloneFlags::CLONE_FS).map_err(sys("unshare the file system context"))?;
-            chroot_at(&container.dirs.upper())
+            chroot_at(&container.dirs.upper()).map(|()| None)
         }
         View::Live { writable } => {
             if let Some(ns) = running_mount_ns(container)? {
-                return enter_running(&ns);
+                return enter_running(&ns).map(|()| None);
             }
             unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS).map_err(sys("unshare the mount namespace"))?;
             mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
                 .map_err(sys("make / rslave"))?;
             let target = container.dirs.rootfs();
+            let host_root = rustix::fs::open(
+                "/",
+                rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| FsError::io("open /", e.into()))?;
             mount_root(container, writable, &target)?;
-            chroot_at(&target)
+            chroot_at(&target)?;
+            Ok(Some(Mounted { host_root, target }))
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod container_fs;
 pub mod convert;
 pub mod fsutil;
 pub mod graph;

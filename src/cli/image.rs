@@ -1,4 +1,5 @@
-//! Image commands: `pull`, `load`, `import`, `images`, `rmi`, `image prune`.
+//! Image commands: `pull`, `load`, `import`, `images`, `rmi`, `image prune` (and the store
+//! commands of `image_store`).
 
 use std::path::PathBuf;
 
@@ -93,6 +94,15 @@ pub enum ImageCommand {
     Rm(RmiArgs),
     /// Remove images without a name, and layers and blobs nothing uses.
     Prune,
+    /// Save images to a tar archive (docker-archive with an OCI layout) that `docker load`,
+    /// `podman load` and `berth load` read.
+    Save(super::image_store::SaveArgs),
+    /// Give an image another name.
+    Tag(super::image_store::TagArgs),
+    /// Show images' details as JSON.
+    Inspect(super::image_store::InspectArgs),
+    /// Show the history of an image.
+    History(super::image_store::HistoryArgs),
 }
 
 fn failure(e: ImageError) -> Failure {
@@ -119,6 +129,10 @@ pub(super) fn dispatch(global: &GlobalOptions, cmd: ImageCommand) -> Result<(), 
         ImageCommand::Import(a) => import(global, &a),
         ImageCommand::Rm(a) => rmi(global, &a),
         ImageCommand::Prune => prune(global),
+        ImageCommand::Save(a) => super::image_store::save(global, &a),
+        ImageCommand::Tag(a) => super::image_store::tag(global, &a),
+        ImageCommand::Inspect(a) => super::image_store::inspect(global, &a),
+        ImageCommand::History(a) => super::image_store::history(global, &a),
     }
 }
 

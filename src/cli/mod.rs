@@ -6,10 +6,12 @@ pub mod build;
 mod config;
 mod container;
 mod convert;
+mod cp;
 mod events;
 mod format;
 mod graph;
 mod image;
+mod image_store;
 mod logs;
 mod ls;
 mod port;
@@ -139,6 +141,12 @@ pub enum Command {
     Wait(wait::WaitArgs),
     /// Stream the project's container events (start, die, health_status, …).
     Events(events::EventsArgs),
+    /// Copy files between a service container and the local file system.
+    Cp(cp::CpArgs),
+    /// Make a new image from a service container's changes.
+    Commit(cp::CommitArgs),
+    /// Write a service container's file system as a tar archive.
+    Export(cp::ExportArgs),
     /// Manage volumes (docker's `volume ls|inspect|rm|prune`).
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
@@ -305,6 +313,9 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Ls(args) => ls::ls(&cli.global, &args),
         Command::Port(args) => port::port(&cli.global, &args),
         Command::Events(args) => events::events(&cli.global, &args),
+        Command::Cp(args) => cp::cp(&cli.global, &args),
+        Command::Commit(args) => cp::commit(&cli.global, &args),
+        Command::Export(args) => cp::export(&cli.global, &args),
         Command::Volume(cmd) => volume::dispatch(&cli.global, cmd),
         Command::Volumes(args) => volume::volumes(&cli.global, &args),
         Command::Run(_) | Command::Exec(_) | Command::Build(_) | Command::Supervise | Command::Wait(_) => Ok(()),

@@ -22,6 +22,12 @@ pub struct ConfigFile {
     /// When the image was made, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// Who made it (`commit -a`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// docker's image comment (`commit -m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
     /// How to run it.
     #[serde(default)]
     pub config: RunConfig,

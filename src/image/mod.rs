@@ -12,6 +12,7 @@ pub mod ensure;
 pub mod host;
 pub mod reference;
 pub mod registry;
+pub mod save;
 pub mod store;
 pub mod unpack;
 

@@ -407,7 +407,7 @@ mod tests {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned().into_bytes();
         // CLONE_PARENT makes the child the test runner's sibling, which this process cannot
         // wait for: the child reports on a pipe.
-        let (report_read, report_write) = nix::unistd::pipe().unwrap();
+        let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let unsupported = AtomicBool::new(false);
         let cloned = clone_maybe_into_cgroup(&Kernel, 0, Some(fd.as_raw_fd()), &unsupported);
         if let Ok((Cloned::Child, _)) = cloned {
@@ -415,11 +415,10 @@ mod tests {
             // (another thread may have held the allocator's lock at the clone). Reports 0 only
             // when /proc/self/cgroup names the directory.
             let mut buf = [0u8; 4096];
-            // SAFETY: a NUL-terminated path; read into a stack buffer of the length given.
-            let len = unsafe {
-                let fd = libc::open(c"/proc/self/cgroup".as_ptr(), libc::O_RDONLY);
-                libc::read(fd, buf.as_mut_ptr().cast(), buf.len())
-            };
+            // SAFETY: a NUL-terminated path and flags.
+            let fd = unsafe { libc::open(c"/proc/self/cgroup".as_ptr(), libc::O_RDONLY) };
+            // SAFETY: reads into a stack buffer at most its length.
+            let len = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
             let text = &buf[..usize::try_from(len).unwrap_or(0)];
             let found = text.windows(name.len()).any(|w| w == name.as_slice());
             let report = [if found { b'0' } else { b'3' }];
@@ -431,8 +430,11 @@ mod tests {
         drop(report_write);
         let mut report = Vec::new();
         std::io::Read::read_to_end(&mut File::from(report_read), &mut report).unwrap();
+        // A pidfd turns readable once the process has left its cgroup and exited (the pipe
+        // closes earlier in the exit); then the cgroup is empty and can go.
+        let mut poll = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        nix::poll::poll(&mut poll, nix::poll::PollTimeout::NONE).unwrap();
         drop(pidfd);
-        // The child has exited (the pipe closed); its cgroup is empty and can go.
         let removed = std::fs::remove_dir(&dir);
         if super::super::cgroups::kernel_has_clone_into_cgroup() {
             assert!(in_cgroup, "Linux 5.7+ takes CLONE_INTO_CGROUP");

@@ -5,12 +5,18 @@
 # The two alternate run by run (benches/interleave.py); prints medians, p10/p90 and the ratio
 # berth/crun of the medians. Run as root:
 #   bash benches/runtime.sh [RUNS]
+#   bash benches/runtime.sh --vm [RUNS]   the same in the pure cgroup v2 test VM (tests/vm/bench.sh,
+#                                         Debian's crun and kernel; under TCG only the ratio counts)
 # PEER=unconfined times berth against itself with `security_opt: [seccomp=unconfined]` instead
 # of crun: what the seccomp filter and the session keyring cost each start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-200}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+if [ "${1:-}" = --vm ]; then
+  cargo build --release --quiet
+  BERTH_VM_BENCH=${2:-100} exec bash tests/vm/run.sh "$PWD/target/release/berth"
+fi
+runs=${1:-200}
 # shellcheck source=benches/lib.sh
 source benches/lib.sh
 install_missing crun umoci skopeo busybox-static python3

@@ -125,6 +125,7 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
     options.services = args.services.clone();
     let loaded = load_project(&options)?;
     let project = &loaded.project;
+    warn_undelegated_limits(project);
     let request = up_request(options, project, args)?;
     let root = global.state_root();
     let store = Store::open(&root).map_err(failure)?;
@@ -246,6 +247,19 @@ pub(super) fn unexpected(reply: Reply) -> anyhow::Error {
 
 /// Starts the project's supervisor with `request` on its standard input and waits for its
 /// report.
+/// Warns, before anything starts, about each limit a pure v2 host does not delegate the
+/// controller for: the containers run without it (the supervisor's own warning goes to its log).
+fn warn_undelegated_limits(project: &Project) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    for (name, service) in &project.services {
+        let Ok(resources) = crate::plan::service_resources(service) else { continue };
+        for message in crate::runtime::cgroups::undelegated_limits(&resources).unwrap_or_default() {
+            let _ = writeln!(err, "warning: service {name:?}: {message}");
+        }
+    }
+}
+
 fn start_supervisor(
     global: &GlobalOptions,
     root: &std::path::Path,

@@ -18,6 +18,11 @@ pub use etc::resolv_conf;
 pub use mounts::volume_dir;
 pub use process::DEFAULT_PATH;
 
+/// A service's cgroup limits, as its containers get them.
+pub fn service_resources(service: &Service) -> Result<crate::runtime::spec::Resources, PlanError> {
+    isolation::resources(service)
+}
+
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};

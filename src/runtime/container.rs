@@ -152,10 +152,29 @@ impl Container {
         };
         prepare(&dirs, &spec).inspect_err(|_| undo_dirs())?;
         crate::timing::phase("dirs");
-        // The child builds its root while this process makes its cgroup.
-        let (spawned, parent_end) = spawn(spawner, &spec, &dirs, join, options).inspect_err(|_| undo_dirs())?;
+        // On a pure v2 host the cgroup comes first and the process is born in it (see
+        // `cgroups::birth`); elsewhere the child builds its root while this process makes its
+        // cgroup, and is moved into it after.
+        let early = if super::cgroups::clone_into_cgroup_wanted() {
+            let cgroup = ContainerCgroup::create(&spec.id, &spec.resources).inspect_err(|_| undo_dirs())?;
+            crate::timing::phase("cgroup created");
+            Some(cgroup)
+        } else {
+            None
+        };
+        let target = early.as_ref().and_then(ContainerCgroup::clone_target);
+        let (spawned, parent_end) = match spawn(spawner, &spec, &dirs, join, options, target) {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                if let Some(cgroup) = &early {
+                    let _ = cgroup.remove();
+                }
+                undo_dirs();
+                return Err(e);
+            }
+        };
         crate::timing::phase("spawned");
-        let cgroup = match ContainerCgroup::create(&spec.id, &spec.resources) {
+        let cgroup = match early.map_or_else(|| ContainerCgroup::create(&spec.id, &spec.resources), Ok) {
             Ok(cgroup) => cgroup,
             Err(e) => {
                 let _ = send_signal(&spawned.pidfd, Signal::SIGKILL);
@@ -172,12 +191,17 @@ impl Container {
             undo_dirs();
             return Err(e);
         }
+        let in_cgroup = spawned.in_cgroup;
+        let container =
+            Container { spec, dirs, pid: spawned.pid, pidfd: spawned.pidfd, cgroup, pty: None, exit: None, ran_before };
+        if in_cgroup {
+            crate::timing::phase("born in cgroup");
+            return Ok(Created { container, socket: parent_end, oneoff: options.oneoff });
+        }
         // Starts the attach lock's grace period now, so it runs alongside the child's setup
         // (see `cgroups::prime`).
         super::cgroups::prime_attach_lock();
         crate::timing::phase("cgroup created");
-        let container =
-            Container { spec, dirs, pid: spawned.pid, pidfd: spawned.pidfd, cgroup, pty: None, exit: None, ran_before };
         // The process builds its root meanwhile; if that failed, it may be gone already and
         // its own report says more than the cgroup's ESRCH.
         if let Err(e) = container.cgroup.add_process(container.pid) {
@@ -340,18 +364,21 @@ fn spawn(
     dirs: &ContainerDirs,
     join: Vec<(String, i32)>,
     options: StartOptions,
+    cgroup: Option<OwnedFd>,
 ) -> Result<(Spawned, OwnedFd), RuntimeError> {
     let (parent_end, child_end) = sync::socketpair().map_err(|e| RuntimeError::sys("socketpair", e))?;
     let mut fds = vec![child_end.as_raw_fd()];
     if let Some(stdio) = options.stdio {
         fds.extend(stdio);
     }
+    fds.extend(cgroup.as_ref().map(AsRawFd::as_raw_fd));
     let request = CreateRequest {
         spec: spec.clone(),
         dirs: dirs.clone(),
         join,
         stdio: options.stdio.is_some(),
         die_with_parent: options.die_with_parent,
+        cgroup_fd: cgroup.is_some(),
     };
     let spawned = spawner.create(request, &fds)?;
     drop(child_end);

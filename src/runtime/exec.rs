@@ -73,17 +73,22 @@ pub fn start(
     if let Some(stdio) = stdio {
         fds.extend(stdio);
     }
+    // Born in the container's cgroup on a pure v2 host (see `cgroups::birth`), else attached.
+    let clone_target = super::cgroups::clone_into_cgroup_wanted().then(|| cgroup.clone_target()).flatten();
+    fds.extend(clone_target.as_ref().map(AsRawFd::as_raw_fd));
     let request = ExecRequest {
         service: target.spec.service.clone(),
         container: target.record.name.clone(),
         process,
         stdio: stdio.is_some(),
+        cgroup_fd: clone_target.is_some(),
     };
     let spawned = spawner.exec(request, &fds)?;
     drop(child_end);
+    let in_cgroup = spawned.in_cgroup;
     let mut started = ExecProcess { pid: spawned.pid, pidfd: spawned.pidfd, pty: None };
-    let handshake = cgroup
-        .add_process(started.pid)
+    let joined = if in_cgroup { Ok(()) } else { cgroup.add_process(started.pid) };
+    let handshake = joined
         .map_err(RuntimeError::from)
         .and_then(|()| go(parent_end.as_fd(), &target.spec.service, &target.record.name))
         .map(|pty| started.pty = pty);

@@ -11,7 +11,9 @@
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, fork};
@@ -34,6 +36,9 @@ pub struct Spawned {
     pub pid: i32,
     /// A pidfd for it: wait, signal, and `setns` through this, never through the PID.
     pub pidfd: OwnedFd,
+    /// It was born in the cgroup whose descriptor came with the request (`CLONE_INTO_CGROUP`);
+    /// `false` when none came or the kernel cannot, and the caller must move it there itself.
+    pub in_cgroup: bool,
 }
 
 impl Spawner {
@@ -76,8 +81,9 @@ impl Spawner {
         sync::send_json(socket.as_fd(), request, fds).map_err(|e| RuntimeError::sys("send to the spawner", e))?;
         let answer = sync::recv_json::<Reply>(socket.as_fd()).map_err(|e| RuntimeError::sys("spawner reply", e))?;
         match answer {
-            Some((Reply::Spawned { pid }, mut fds)) if fds.len() == 1 => {
-                Ok(Spawned { pid, pidfd: fds.pop().ok_or_else(|| RuntimeError::Spawner("no pidfd".into()))? })
+            Some((Reply::Spawned { pid, in_cgroup }, mut fds)) if fds.len() == 1 => {
+                let pidfd = fds.pop().ok_or_else(|| RuntimeError::Spawner("no pidfd".into()))?;
+                Ok(Spawned { pid, pidfd, in_cgroup })
             }
             Some((Reply::Failed { message }, _)) => Err(RuntimeError::Spawner(message)),
             Some(_) => Err(RuntimeError::Spawner("malformed reply".into())),
@@ -115,7 +121,9 @@ fn serve(socket: OwnedFd) -> ! {
             Request::Exec(request) => spawn_exec(*request, fds, own_pid_ns.as_ref()),
         };
         let sent = match result {
-            Ok((pid, pidfd)) => sync::send_json(socket.as_fd(), &Reply::Spawned { pid }, &[pidfd.as_raw_fd()]),
+            Ok((pid, pidfd, in_cgroup)) => {
+                sync::send_json(socket.as_fd(), &Reply::Spawned { pid, in_cgroup }, &[pidfd.as_raw_fd()])
+            }
             Err(message) => sync::send_json(socket.as_fd(), &Reply::Failed { message }, &[]),
         };
         if sent.is_err() {
@@ -124,7 +132,13 @@ fn serve(socket: OwnedFd) -> ! {
     }
 }
 
-fn spawn_container(request: CreateRequest, fds: Vec<OwnedFd>) -> Result<(i32, OwnedFd), String> {
+/// A clone's result as the spawner replies it: PID, pidfd, born in the requested cgroup.
+type Reply3 = (i32, OwnedFd, bool);
+
+fn spawn_container(request: CreateRequest, mut fds: Vec<OwnedFd>) -> Result<Reply3, String> {
+    // Taken off the list the child arranges; the child closes it with every other stray
+    // descriptor before it execs.
+    let cgroup = if request.cgroup_fd { fds.pop() } else { None };
     let mut flags = CloneFlags::CLONE_NEWNS;
     let ns = &request.spec.namespaces;
     use super::spec::NamespaceMode::{None as NoNet, Private};
@@ -150,35 +164,86 @@ fn spawn_container(request: CreateRequest, fds: Vec<OwnedFd>) -> Result<(i32, Ow
         Some(pid) => Some(enter_pid_ns_for_children(pid)?),
         None => None,
     };
-    let cloned = clone3(flags.bits() as u64);
-    if let Ok(Cloned::Child) = cloned {
+    let cloned = clone_in(flags.bits() as u64, cgroup.as_ref());
+    if let Ok((Cloned::Child, _)) = cloned {
         init::container_main(request, fds, seccomp.as_deref())
     }
     if let Some(own) = restore {
         restore_pid_ns(&own);
     }
     match cloned.map_err(|e| format!("clone: {e}"))? {
-        Cloned::Child => exit_now(1),
-        Cloned::Parent { pid, pidfd } => Ok((pid, pidfd)),
+        (Cloned::Child, _) => exit_now(1),
+        (Cloned::Parent { pid, pidfd }, in_cgroup) => Ok((pid, pidfd, in_cgroup)),
     }
 }
 
-fn spawn_exec(request: ExecRequest, fds: Vec<OwnedFd>, own_pid_ns: Option<&File>) -> Result<(i32, OwnedFd), String> {
+fn spawn_exec(request: ExecRequest, mut fds: Vec<OwnedFd>, own_pid_ns: Option<&File>) -> Result<Reply3, String> {
+    let cgroup = if request.cgroup_fd { fds.pop() } else { None };
     let target = fds.get(1).ok_or("exec request without a pidfd")?;
     let own = own_pid_ns.ok_or("cannot open the spawner's PID namespace")?;
     let seccomp =
         super::seccomp::programs_for(&request.process).map_err(|e| format!("service {:?}: {e}", request.service))?;
     nix::sched::setns(target, CloneFlags::CLONE_NEWPID).map_err(|e| format!("enter the PID namespace: {e}"))?;
-    let cloned = clone3(0);
-    if let Ok(Cloned::Child) = cloned {
+    let cloned = clone_in(0, cgroup.as_ref());
+    if let Ok((Cloned::Child, _)) = cloned {
         init::exec_main(request, fds, seccomp.as_deref())
     }
     restore_pid_ns(own);
     match cloned.map_err(|e| format!("clone: {e}"))? {
-        Cloned::Child => exit_now(1),
-        Cloned::Parent { pid, pidfd } => Ok((pid, pidfd)),
+        (Cloned::Child, _) => exit_now(1),
+        (Cloned::Parent { pid, pidfd }, in_cgroup) => Ok((pid, pidfd, in_cgroup)),
     }
 }
+
+/// Set once the kernel refused `CLONE_INTO_CGROUP`: later clones go straight to the attach.
+static NO_CLONE_INTO_CGROUP: AtomicBool = AtomicBool::new(false);
+
+/// clone3 into `cgroup` (a cgroup v2 directory) when given and the kernel can, else a plain
+/// clone3; the flag says which happened.
+fn clone_in(flags: u64, cgroup: Option<&OwnedFd>) -> nix::Result<(Cloned, bool)> {
+    clone_maybe_into_cgroup(&Kernel, flags, cgroup.map(AsRawFd::as_raw_fd), &NO_CLONE_INTO_CGROUP)
+}
+
+/// The clone3 system call, behind a seam so the fallback below is unit-tested without a kernel
+/// that lacks `CLONE_INTO_CGROUP`.
+trait Clone3Syscall {
+    /// clone3 with `flags` (plus `CLONE_PARENT | CLONE_PIDFD`) and `clone_args.cgroup`.
+    fn clone3(&self, flags: u64, cgroup: Option<RawFd>) -> nix::Result<Cloned>;
+}
+
+/// The running kernel.
+struct Kernel;
+
+impl Clone3Syscall for Kernel {
+    fn clone3(&self, flags: u64, cgroup: Option<RawFd>) -> nix::Result<Cloned> {
+        clone3(flags, cgroup)
+    }
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7+): the child starts in the cgroup `clone_args.cgroup` names,
+/// so nobody writes `cgroup.procs` for it and nobody waits the attach lock's RCU grace period
+/// (see `cgroups::prime`). A kernel without it refuses the call as a whole, having made no
+/// child: 5.3-5.6 reject the unknown flag (EINVAL) or the larger `clone_args` with a non-zero
+/// field past the ones they know (E2BIG); before 5.3 there is no clone3 at all (ENOSYS, and the
+/// plain retry fails the same way). Any other error is the clone's own and is returned as is.
+fn clone_maybe_into_cgroup(
+    sys: &impl Clone3Syscall,
+    flags: u64,
+    cgroup: Option<RawFd>,
+    unsupported: &AtomicBool,
+) -> nix::Result<(Cloned, bool)> {
+    if let Some(fd) = cgroup.filter(|_| !unsupported.load(Ordering::Relaxed)) {
+        match sys.clone3(flags | CLONE_INTO_CGROUP, Some(fd)) {
+            Ok(cloned) => return Ok((cloned, true)),
+            Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => unsupported.store(true, Ordering::Relaxed),
+            Err(e) => return Err(e),
+        }
+    }
+    sys.clone3(flags, None).map(|cloned| (cloned, false))
+}
+
+/// `CLONE_INTO_CGROUP` from <linux/sched.h> (libc defines it for glibc targets only).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Back to the spawner's own PID namespace for later clones (the parent's side only: the
 /// child lives in the other namespace). Failing here would put every later container in the
@@ -218,12 +283,14 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-/// clone3 with `CLONE_PARENT | CLONE_PIDFD` plus `flags`, like fork otherwise.
-fn clone3(flags: u64) -> nix::Result<Cloned> {
+/// clone3 with `CLONE_PARENT | CLONE_PIDFD` plus `flags`, like fork otherwise; `cgroup` is the
+/// directory descriptor `CLONE_INTO_CGROUP` takes.
+fn clone3(flags: u64, cgroup: Option<RawFd>) -> nix::Result<Cloned> {
     let mut pidfd: RawFd = -1;
     let args = CloneArgs {
         flags: flags | libc::CLONE_PARENT as u64 | libc::CLONE_PIDFD as u64,
         pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
+        cgroup: cgroup.and_then(|fd| u64::try_from(fd).ok()).unwrap_or(0),
         ..CloneArgs::default()
     };
     // SAFETY: clone3 with no CLONE_VM and no stack behaves like fork: the child gets a copy of
@@ -245,4 +312,136 @@ fn clone3(flags: u64) -> nix::Result<Cloned> {
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit takes no pointers and never returns.
     unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// A clone3 that answers from a script and records what it was asked; "cloned" stands for
+    /// a parent's success (with a pidfd of /dev/null), so nothing is forked.
+    struct Scripted {
+        answers: RefCell<Vec<nix::Result<()>>>,
+        calls: RefCell<Vec<(u64, Option<RawFd>)>>,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<nix::Result<()>>) -> Self {
+            Self { answers: RefCell::new(answers), calls: RefCell::new(Vec::new()) }
+        }
+    }
+
+    impl Clone3Syscall for Scripted {
+        fn clone3(&self, flags: u64, cgroup: Option<RawFd>) -> nix::Result<Cloned> {
+            self.calls.borrow_mut().push((flags, cgroup));
+            self.answers.borrow_mut().remove(0)?;
+            Ok(Cloned::Parent { pid: 42, pidfd: File::open("/dev/null").unwrap().into() })
+        }
+    }
+
+    fn run(sys: &Scripted, cgroup: Option<RawFd>, unsupported: &AtomicBool) -> nix::Result<bool> {
+        clone_maybe_into_cgroup(sys, 0x10, cgroup, unsupported).map(|(_, in_cgroup)| in_cgroup)
+    }
+
+    #[test]
+    fn a_kernel_with_clone_into_cgroup_starts_the_child_in_its_cgroup() {
+        let sys = Scripted::new(vec![Ok(())]);
+        let unsupported = AtomicBool::new(false);
+        assert!(run(&sys, Some(7), &unsupported).unwrap());
+        assert_eq!(*sys.calls.borrow(), vec![(0x10 | CLONE_INTO_CGROUP, Some(7))]);
+        assert!(!unsupported.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn an_older_kernel_falls_back_to_a_plain_clone_and_remembers() {
+        // 5.3-5.6 refuse the flag (EINVAL) or the cgroup field (E2BIG); before 5.3, ENOSYS.
+        for refusal in [Errno::EINVAL, Errno::E2BIG, Errno::ENOSYS] {
+            let sys = Scripted::new(vec![Err(refusal), Ok(()), Ok(())]);
+            let unsupported = AtomicBool::new(false);
+            assert!(!run(&sys, Some(7), &unsupported).unwrap(), "{refusal}");
+            assert_eq!(*sys.calls.borrow(), vec![(0x10 | CLONE_INTO_CGROUP, Some(7)), (0x10, None)], "{refusal}");
+            assert!(unsupported.load(Ordering::Relaxed));
+            // The next clone does not try again.
+            assert!(!run(&sys, Some(7), &unsupported).unwrap());
+            assert_eq!(sys.calls.borrow().last(), Some(&(0x10, None)));
+            assert_eq!(sys.calls.borrow().len(), 3);
+        }
+    }
+
+    #[test]
+    fn other_clone_errors_are_returned_without_a_retry() {
+        let sys = Scripted::new(vec![Err(Errno::EAGAIN)]);
+        let unsupported = AtomicBool::new(false);
+        assert_eq!(run(&sys, Some(7), &unsupported), Err(Errno::EAGAIN));
+        assert_eq!(sys.calls.borrow().len(), 1);
+        assert!(!unsupported.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn without_a_cgroup_descriptor_the_clone_is_plain() {
+        let sys = Scripted::new(vec![Ok(())]);
+        assert!(!run(&sys, None, &AtomicBool::new(false)).unwrap());
+        assert_eq!(*sys.calls.borrow(), vec![(0x10, None)]);
+    }
+
+    /// The real kernel: a child cloned into a cgroup v2 directory finds itself there, with no
+    /// `cgroup.procs` write. This host's unified tree (hybrid, or pure v2) takes it.
+    #[test]
+    fn the_running_kernel_clones_into_a_cgroup2_directory() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to make a cgroup");
+            return;
+        }
+        let Some(root) = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"].into_iter().find(|p| {
+            nix::sys::statfs::statfs(*p).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        }) else {
+            eprintln!("skipped: no cgroup2 mount");
+            return;
+        };
+        let dir = std::path::Path::new(root).join(format!("berth-clone-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let fd = File::open(&dir).unwrap();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned().into_bytes();
+        // CLONE_PARENT makes the child the test runner's sibling, which this process cannot
+        // wait for: the child reports on a pipe.
+        let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let unsupported = AtomicBool::new(false);
+        let cloned = clone_maybe_into_cgroup(&Kernel, 0, Some(fd.as_raw_fd()), &unsupported);
+        if let Ok((Cloned::Child, _)) = cloned {
+            // The child of a multithreaded test process: only system calls and stack memory
+            // (another thread may have held the allocator's lock at the clone). Reports 0 only
+            // when /proc/self/cgroup names the directory.
+            let mut buf = [0u8; 4096];
+            // SAFETY: a NUL-terminated path and flags.
+            let fd = unsafe { libc::open(c"/proc/self/cgroup".as_ptr(), libc::O_RDONLY) };
+            // SAFETY: reads into a stack buffer at most its length.
+            let len = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            let text = &buf[..usize::try_from(len).unwrap_or(0)];
+            let found = text.windows(name.len()).any(|w| w == name.as_slice());
+            let report = [if found { b'0' } else { b'3' }];
+            // SAFETY: writes one byte from a stack buffer to the pipe's write end.
+            unsafe { libc::write(report_write.as_raw_fd(), report.as_ptr().cast(), 1) };
+            exit_now(0);
+        }
+        let (Cloned::Parent { pidfd, .. }, in_cgroup) = cloned.unwrap() else { unreachable!() };
+        drop(report_write);
+        let mut report = Vec::new();
+        std::io::Read::read_to_end(&mut File::from(report_read), &mut report).unwrap();
+        // A pidfd turns readable once the process has left its cgroup and exited (the pipe
+        // closes earlier in the exit); then the cgroup is empty and can go.
+        let mut poll = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        nix::poll::poll(&mut poll, nix::poll::PollTimeout::NONE).unwrap();
+        drop(pidfd);
+        let removed = std::fs::remove_dir(&dir);
+        if super::super::cgroups::kernel_has_clone_into_cgroup() {
+            assert!(in_cgroup, "Linux 5.7+ takes CLONE_INTO_CGROUP");
+            assert_eq!(report, b"0", "the child was not in {}", dir.display());
+            removed.unwrap();
+        } else {
+            assert!(!in_cgroup);
+        }
+    }
 }

@@ -102,10 +102,12 @@ pub fn recv_json<T: DeserializeOwned>(socket: BorrowedFd<'_>) -> nix::Result<Opt
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
     /// Clone a new container. Descriptors: the container's end of its sync socket, then
-    /// stdin, stdout and stderr when `stdio` is true.
+    /// stdin, stdout and stderr when `stdio` is true, then its cgroup directory when
+    /// `cgroup_fd` is true.
     Create(Box<CreateRequest>),
     /// Clone a process into a running container. Descriptors: the sync socket end, a pidfd of the
-    /// container's PID 1, then stdin, stdout, stderr when `stdio` is true.
+    /// container's PID 1, then stdin, stdout, stderr when `stdio` is true, then the container's
+    /// cgroup directory when `cgroup_fd` is true.
     Exec(Box<ExecRequest>),
 }
 
@@ -122,6 +124,10 @@ pub struct CreateRequest {
     pub stdio: bool,
     /// SIGKILL the container when the process that asked for it dies (foreground `run`).
     pub die_with_parent: bool,
+    /// A cgroup v2 directory descriptor comes last: clone the process into it
+    /// (`CLONE_INTO_CGROUP`) when the kernel can.
+    #[serde(default)]
+    pub cgroup_fd: bool,
 }
 
 /// What the spawner needs to clone a process into a running container.
@@ -135,6 +141,9 @@ pub struct ExecRequest {
     pub process: super::spec::Process,
     /// Whether stdin, stdout and stderr descriptors are attached.
     pub stdio: bool,
+    /// As [`CreateRequest::cgroup_fd`].
+    #[serde(default)]
+    pub cgroup_fd: bool,
 }
 
 /// The spawner's answer. On success the message carries the new process's pidfd.
@@ -144,6 +153,9 @@ pub enum Reply {
     Spawned {
         /// Host PID.
         pid: i32,
+        /// Born in the requested cgroup: the parent writes no `cgroup.procs`.
+        #[serde(default)]
+        in_cgroup: bool,
     },
     /// The clone itself failed.
     Failed {

@@ -2,7 +2,10 @@
 # Builds the pure cgroup v2 test VM: Debian's linux-image-amd64 kernel (extracted from its
 # package, never installed as the host's kernel) and an initramfs holding busybox-static, the
 # kernel modules berth needs from the same package, iproute2, iptables (nf_tables backend), jq,
-# the berth binary, the busybox test image and the v2 suite (tests/vm/suite.sh).
+# util-linux's unshare, the berth binary, the busybox test image and the v2 suite
+# (tests/vm/suite.sh); for the benchmark (tests/vm/bench.sh) the host's crun with its libraries,
+# an OCI bundle of the same busybox image (umoci, crun's default spec) and tests/vm/interleave.c
+# built static. Without crun on the host the VM has none and only the benchmark fails.
 #
 # Usage: tests/vm/build.sh [BERTH_BINARY]   (default target/debug/berth; build it first)
 # Prints the directory holding `vmlinuz` and `initramfs.img` on its last line. Everything is
@@ -17,9 +20,10 @@ mkdir -p "$cache"
 die() { echo "vm/build.sh: $*" >&2; exit 1; }
 [ -x "$berth" ] || die "no berth binary at $berth (cargo build --bin berth)"
 [ -x /bin/busybox ] || die "busybox-static is missing (apt-get install busybox-static)"
-for tool in gzip jq ip xtables-nft-multi objcopy; do
-  command -v "$tool" >/dev/null || die "$tool is missing (apt-get install jq iproute2 iptables binutils)"
+for tool in gzip jq ip xtables-nft-multi objcopy unshare cc umoci; do
+  command -v "$tool" >/dev/null || die "$tool is missing (apt-get install jq iproute2 iptables binutils util-linux gcc umoci)"
 done
+crun=$(command -v crun || true)
 
 # The kernel: the package linux-image-amd64 points at, downloaded once and unpacked.
 kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
@@ -42,8 +46,9 @@ bash "$repo/tests/fixtures/make-images.sh" "$images" >&2
 # Cache key: every input's content.
 key=$( {
   echo "$kpkg"
-  sha256sum "$berth" "$images/busybox.docker.tar" "$repo"/tests/vm/*.sh "$repo"/tests/vm/init* /bin/busybox
-  dpkg-query -W busybox-static iproute2 iptables jq 2>/dev/null
+  sha256sum "$berth" "$images/busybox.docker.tar" "$repo"/tests/vm/*.sh "$repo"/tests/vm/*.c "$repo"/tests/vm/init* \
+    /bin/busybox ${crun:+"$crun"}
+  dpkg-query -W busybox-static iproute2 iptables jq util-linux 2>/dev/null
 } | sha256sum | cut -c1-16)
 out=$cache/out-$key
 if [ -f "$out/.done" ]; then
@@ -75,6 +80,8 @@ copy_with_libs() {
 }
 copy_with_libs "$(command -v ip)" /sbin/ip
 copy_with_libs "$(command -v jq)" /usr/bin/jq
+# util-linux's unshare: busybox's cannot make a cgroup namespace (the undelegated-controller check).
+copy_with_libs "$(command -v unshare)" /usr/bin/unshare
 copy_with_libs "$(command -v xtables-nft-multi)" /usr/sbin/xtables-nft-multi
 for name in iptables iptables-restore iptables-save ip6tables ip6tables-restore ip6tables-save; do
   ln -sf xtables-nft-multi "$stage/usr/sbin/$name"
@@ -109,12 +116,26 @@ done
 /bin/busybox depmod -b "$stage" "$kver"
 echo "$kver" > "$stage/vm/kernel-version"
 
+# The benchmark: crun (Debian's, with the libraries it links), an OCI bundle of the busybox
+# image with crun's default spec running `true` (as benches/runtime.sh makes it), the timer.
+if [ -n "$crun" ]; then
+  copy_with_libs "$crun" /usr/bin/crun
+  umoci unpack --image "$images/oci:busybox" "$stage/vm/bundle" >/dev/null
+  (cd "$stage/vm/bundle" && rm -f config.json && "$crun" spec)
+  jq '.process.args = ["true"] | .process.terminal = false' "$stage/vm/bundle/config.json" > "$stage/vm/config.json"
+  mv "$stage/vm/config.json" "$stage/vm/bundle/config.json"
+  # umoci's bookkeeping, not part of a bundle.
+  rm -f "$stage/vm/bundle"/umoci.json "$stage/vm/bundle"/*.mtree
+fi
+cc -O2 -static -o "$stage/vm/interleave" "$repo/tests/vm/interleave.c"
+
 # Test payload.
 cp "$images/busybox.docker.tar" "$stage/vm/busybox.docker.tar"
 cp "$repo"/tests/vm/suite.sh "$stage/vm/suite.sh"
+cp "$repo"/tests/vm/bench.sh "$stage/vm/bench.sh"
 cp "$repo"/tests/vm/init "$stage/init"
 cp "$repo"/tests/vm/init2 "$stage/vm/init2"
-chmod +x "$stage/init" "$stage/vm/init2" "$stage/vm/suite.sh"
+chmod +x "$stage/init" "$stage/vm/init2" "$stage/vm/suite.sh" "$stage/vm/bench.sh"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$stage/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$stage/etc/group"
 printf '127.0.0.1 localhost\n::1 localhost\n' > "$stage/etc/hosts"

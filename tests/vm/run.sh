@@ -7,7 +7,9 @@
 # Environment: BERTH_VM_ACCEL=auto|tcg|kvm (auto: KVM only if a quick probe boots, since nested
 #   KVM hangs on some hosts), BERTH_VM_TIMEOUT seconds (default 1500), BERTH_VM_SMP (default 2),
 #   BERTH_VM_MEM MiB (default 1536), BERTH_VM_ONLY=REGEX runs only the matching checks (for
-#   debugging; skipped checks make the run fail). The console log is target/vm/console.log.
+#   debugging; skipped checks make the run fail), BERTH_VM_BENCH=RUNS runs the benchmark
+#   (tests/vm/bench.sh: berth against crun) instead of the suite. The console log is
+#   target/vm/console.log.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 die() { echo "vm/run.sh: $*" >&2; exit 2; }
@@ -46,9 +48,15 @@ fi
 echo "vm/run.sh: booting $(basename "$out") with $accel (timeout ${timeout_s}s), console in $log"
 start=$(date +%s)
 status=0
-qemu_boot "$accel" "$timeout_s" "$log" "${BERTH_VM_ONLY:+berth.only=$BERTH_VM_ONLY}" || status=$?
+extra="${BERTH_VM_ONLY:+berth.only=$BERTH_VM_ONLY} ${BERTH_VM_BENCH:+berth.bench=$BERTH_VM_BENCH}"
+qemu_boot "$accel" "$timeout_s" "$log" "$extra" || status=$?
 took=$(( $(date +%s) - start ))
 grep -a '^BERTH-VM' "$log" || true
+if [ -n "${BERTH_VM_BENCH:-}" ]; then
+  echo "vm/run.sh: benchmark in ${took}s ($accel; under TCG only the ratio means anything)"
+  grep -aq '^BERTH-VM-BENCH-DONE' "$log" || { tail -n 40 "$log" >&2; exit 1; }
+  exit 0
+fi
 if [ "$status" = 124 ] || [ "$status" = 137 ]; then
   echo "vm/run.sh: TIMEOUT after ${took}s; the console's last lines:" >&2
   tail -n 60 "$log" >&2

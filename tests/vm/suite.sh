@@ -146,6 +146,25 @@ health_checks() {
   wait_for 60 sh -c "[ \"\$(berth -f /root/limits/compose.yaml ps -a --format json | jq -r '.[] | select(.Service == \"app\") | .Health')\" = healthy ]" \
     || { echo "app health after touch: $(field limits app Health)"; return 1; }
 }
+# Processes are born in their cgroup (clone3 CLONE_INTO_CGROUP); BERTH_NO_CLONE_INTO_CGROUP
+# forces the attach through cgroup.procs that kernels before 5.7 get. Either way the process
+# is in its cgroup, limited, before it execs. BERTH_TIMINGS names the path taken.
+clone_into_cgroup() {
+  out=$(BERTH_TIMINGS=1 b hog run --rm -T hog cat /sys/fs/cgroup/memory.max 2>&1) || { echo "$out"; return 1; }
+  echo "$out" | grep -q 'timing born in cgroup' || { echo "not born in its cgroup: $out"; return 1; }
+  if echo "$out" | grep -q 'timing cgroup joined'; then echo "attached as well: $out"; return 1; fi
+  echo "$out" | grep -qx 16777216 || { echo "memory.max inside: $out"; return 1; }
+  # exec'd processes too: in the container's cgroup (its namespace's root) without an attach.
+  expect "exec's cgroup" "$(b limits exec -T app cat /proc/self/cgroup)" "0::/"
+}
+attach_fallback() {
+  out=$(BERTH_NO_CLONE_INTO_CGROUP=1 BERTH_TIMINGS=1 b hog run --rm -T hog cat /sys/fs/cgroup/memory.max 2>&1) \
+    || { echo "$out"; return 1; }
+  echo "$out" | grep -q 'timing cgroup joined' || { echo "not attached: $out"; return 1; }
+  if echo "$out" | grep -q 'timing born in cgroup'; then echo "born in its cgroup anyway: $out"; return 1; fi
+  echo "$out" | grep -qx 16777216 || { echo "memory.max inside: $out"; return 1; }
+  expect "exec's cgroup (attached)" "$(BERTH_NO_CLONE_INTO_CGROUP=1 b limits exec -T app cat /proc/self/cgroup)" "0::/"
+}
 kill_empties_cgroup() {
   dir=$(cgroup_of limits app) || { echo "$dir"; return 1; }
   [ -f "$dir/cgroup.kill" ] || { echo "this kernel has no cgroup.kill"; return 1; }
@@ -285,6 +304,49 @@ network_down() {
   left=$(iptables-save 2>/dev/null | grep -i berth)
   [ -z "$left" ] || { echo "rules left: $left"; return 1; }
 }
+# A host whose tree does not hand the memory controller down to berth: berth's cgroup root (a
+# cgroup namespace whose parent enables only cpu and pids) lacks memory. The container runs
+# without its memory limits, with one warning per key; the pids limit still applies.
+project nomem "  nomem:
+    image: $IMAGE
+    network_mode: none
+    command: [\"sleep\", \"100000\"]
+    stop_signal: SIGKILL
+    mem_limit: 32m
+    mem_reservation: 16m
+    pids_limit: 30
+"
+# in_nomem_tree COMMAND: runs COMMAND (a shell string) with /sys/fs/cgroup rooted at
+# berth-nomem/inner, whose parent delegates cpu and pids only.
+in_nomem_tree() {
+  outer=$CG/berth-nomem
+  mkdir -p $outer/inner && echo "+cpu +pids" > $outer/cgroup.subtree_control || return 1
+  printf '%s\n' "$1" > /tmp/nomem-command.sh
+  cat > /tmp/nomem-tree.sh <<EOS
+umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && mkdir -p /sys/fs/cgroup/sh &&
+  echo \$\$ > /sys/fs/cgroup/sh/cgroup.procs && exec sh /tmp/nomem-command.sh
+EOS
+  sh -c "echo \$\$ > $outer/inner/cgroup.procs && exec /usr/bin/unshare -m -C sh /tmp/nomem-tree.sh"
+  code=$?
+  rmdir $outer/inner/sh $outer/inner $outer 2>/dev/null
+  return $code
+}
+undelegated_controller() {
+  out=$(in_nomem_tree "berth -f /root/nomem/compose.yaml run --rm -T nomem sh -c 'cat /sys/fs/cgroup/pids.max; ls /sys/fs/cgroup/memory.max'" 2>&1)
+  echo "$out"
+  expect "mem_limit warnings" "$(echo "$out" | grep -c 'warning: mem_limit is not applied: the memory controller is not delegated')" 1 || return 1
+  expect "mem_reservation warnings" "$(echo "$out" | grep -c 'warning: mem_reservation is not applied')" 1 || return 1
+  expect "warnings" "$(echo "$out" | grep -c warning)" 2 || return 1
+  echo "$out" | grep -qx 30 || { echo "pids.max not 30"; return 1; }
+  # memory.max is absent from the container's cgroup: the ls failed, so did the run.
+  echo "$out" | grep -q 'memory.max: No such file' || { echo "memory.max exists"; return 1; }
+  # up: the CLI warns before the supervisor starts (once per key); the container runs.
+  out=$(in_nomem_tree "berth -f /root/nomem/compose.yaml up -d && berth -f /root/nomem/compose.yaml ps --format json && berth -f /root/nomem/compose.yaml down -t 1" 2>&1)
+  echo "$out"
+  expect "up's mem_limit warnings" "$(echo "$out" | grep -c 'service \"nomem\": mem_limit is not applied')" 1 || return 1
+  echo "$out" | grep -q running || { echo "not running under up"; return 1; }
+  no_berth_cgroups
+}
 nothing_left() {
   no_berth_cgroups || return 1
   left=$(grep berth /proc/self/mountinfo)
@@ -297,6 +359,8 @@ check limits-in-cgroup-files limits_applied
 check stats-no-stream stats_figures
 check pause-cgroup-freeze pause_freezes
 check exec exec_relays
+check clone-into-cgroup clone_into_cgroup
+check attach-fallback attach_fallback
 check health-checks health_checks
 check kill kill_empties_cgroup
 check down-leaves-no-cgroup down_limits
@@ -308,5 +372,6 @@ check restart-policies restart_policies
 check build-run-step build_run_step
 check network-names-and-published-port network_stack
 check network-down network_down
+check undelegated-controller-warns undelegated_controller
 check nothing-left nothing_left
 echo "BERTH-VM-SUMMARY pass=$pass fail=$fail skip=$skip"

@@ -9,11 +9,13 @@
 //! On v1 the cgroup exists in every controller `libcgroups` knows and the host mounts, so that
 //! its statistics and limits find the directories they read.
 
+mod birth;
 pub mod devices;
 mod mounts;
 mod prime;
 mod resources;
 mod stats;
+mod undelegated;
 mod v1;
 mod v2;
 
@@ -34,9 +36,11 @@ use libcgroups::v2::manager::V2ManagerError;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+pub use birth::{NO_CLONE_INTO_CGROUP_ENV, clone_into_cgroup_wanted, kernel_has_clone_into_cgroup};
 pub use mounts::{CgroupMount, host_cgroup_mounts};
 pub use prime::prime_attach_lock;
 pub use stats::CgroupStats;
+pub use undelegated::undelegated_limits;
 
 use crate::runtime::spec::Resources;
 

@@ -12,8 +12,10 @@
 //! process into the cgroup it is already in (a move to the same cgroup, which changes nothing
 //! but takes the lock). The grace period then elapses while berth loads the project and builds
 //! the container, and the container's own attach finds the lock in writer mode. crun and runc
-//! pay the grace period in series; on a pure v2 host `CLONE_INTO_CGROUP` would avoid the attach
-//! altogether.
+//! pay the grace period in series. On a pure v2 host with Linux 5.7+ berth does not prime: its
+//! processes are born in their cgroups (`CLONE_INTO_CGROUP`, see `birth`), so nothing waits for
+//! the lock, and a priming write would only hold `cgroup_mutex` through the grace period and
+//! make the container's cgroup `mkdir` wait for it.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -21,6 +23,10 @@ use std::sync::OnceLock;
 /// Starts the lock's switch in the background; returns at once. Best effort: any failure just
 /// means the container's attach pays the wait itself.
 pub fn prime_attach_lock() {
+    static SKIP: OnceLock<bool> = OnceLock::new();
+    if *SKIP.get_or_init(|| super::clone_into_cgroup_wanted() && super::birth::kernel_has_clone_into_cgroup()) {
+        return;
+    }
     static PROCS: OnceLock<Option<PathBuf>> = OnceLock::new();
     let Some(procs) = PROCS.get_or_init(own_procs_file) else { return };
     let pid = std::process::id().to_string();

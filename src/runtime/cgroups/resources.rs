@@ -33,6 +33,32 @@ impl Plan {
         self.linux.memory().is_some_and(|m| m.swap().is_some())
     }
 
+    /// Forgets every limit that needs `controller` (one the host does not delegate), and returns
+    /// the keys that set them.
+    pub fn drop_controller(&mut self, controller: &str) -> Vec<Need> {
+        let (dropped, kept) = self.needs.iter().partition(|n| n.controller == controller);
+        self.needs = kept;
+        match controller {
+            "memory" => {
+                self.linux.set_memory(None);
+            }
+            "pids" => {
+                self.linux.set_pids(None);
+            }
+            "cpu" | "cpuset" => {
+                if let Some(cpu) = self.linux.cpu_mut() {
+                    if controller == "cpu" {
+                        cpu.set_quota(None).set_period(None).set_shares(None);
+                    } else {
+                        cpu.set_cpus(None).set_mems(None);
+                    }
+                }
+            }
+            _ => {}
+        }
+        dropped
+    }
+
     /// Forgets the swap limit: the kernel has no swap accounting, so there is no file to write it
     /// to and no swap to limit beyond what the memory limit already bounds.
     pub fn drop_swap(&mut self) {
@@ -141,6 +167,11 @@ fn non_empty(value: &Option<String>) -> Option<String> {
 
 fn invalid(key: &'static str, value: impl ToString, reason: &'static str) -> CgroupError {
     CgroupError::InvalidValue { key, value: value.to_string(), reason }
+}
+
+/// The limits whose controller `available` does not list, in field order.
+pub(super) fn missing(needs: &[Need], available: impl Fn(&str) -> bool) -> Vec<Need> {
+    needs.iter().filter(|n| !available(n.controller)).copied().collect()
 }
 
 /// Fails on the first limit whose controller `available` does not list.

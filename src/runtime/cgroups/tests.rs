@@ -102,12 +102,44 @@ fn v2_swap_limit_is_skipped_without_swap_accounting() {
 }
 
 #[test]
-fn v2_missing_controller_is_named_with_its_key_before_anything_is_made() {
-    let root = fake_root("cpu memory pids", "c1", false);
-    let resources = Resources { cpuset_cpus: Some("0".to_owned()), ..Resources::default() };
-    let err = ContainerCgroup::create_v2_at(root.path(), "c1", &resources).unwrap_err();
-    assert_eq!(err.to_string(), "cpuset: controller not available (needed by cpuset_cpus)");
-    assert!(!leaf(&root, "c1").exists());
+fn v2_limits_of_an_undelegated_controller_are_dropped_and_the_rest_applied() {
+    // The tree above offers no memory controller (podman's case: warn and run).
+    let root = fake_root("cpu pids", "c1", true);
+    let dir = leaf(&root, "c1");
+    let resources = Resources {
+        memory_limit: Some(64 * MIB),
+        memory_reservation: Some(32 * MIB),
+        pids_limit: Some(20),
+        ..Resources::default()
+    };
+    ContainerCgroup::create_v2_at(root.path(), "c1", &resources).unwrap();
+    assert_eq!(read(&dir.join("pids.max")), "20");
+    assert_eq!(read(&dir.join("memory.max")), "");
+    assert_eq!(read(&dir.join("memory.low")), "");
+}
+
+#[test]
+fn undelegated_limits_get_one_warning_per_compose_key() {
+    let resources = Resources {
+        memory_limit: Some(64 * MIB),
+        memory_reservation: Some(32 * MIB),
+        cpu_quota: Some(50_000),
+        cpu_period: Some(100_000),
+        pids_limit: Some(20),
+        ..Resources::default()
+    };
+    let plan = resources::plan(&resources).unwrap();
+    let missing = resources::missing(&plan.needs, |c| c == "pids");
+    let messages = undelegated::messages(Path::new("/sys/fs/cgroup"), &missing);
+    // cpus sets both quota and period: one key, one warning.
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    assert!(
+        messages[0].starts_with("mem_limit is not applied: the memory controller is not delegated to /sys/fs/cgroup")
+    );
+    assert!(messages[0].contains("/sys/fs/cgroup/cgroup.controllers"), "{}", messages[0]);
+    assert!(messages[1].starts_with("mem_reservation is not applied: the memory controller"));
+    assert!(messages[2].starts_with("cpus (cpu_quota, cpu_period) is not applied: the cpu controller"));
+    assert!(undelegated::messages(Path::new("/x"), &[]).is_empty());
 }
 
 #[test]

@@ -42,7 +42,13 @@ impl V2Cgroup {
             }
         };
         let mut plan = resources::plan(resources)?;
-        resources::check_available(&plan.needs, |name| available.iter().any(|a| a == name))?;
+        // A controller the tree above does not hand down (not in the root's cgroup.controllers)
+        // cannot be had from here: its limits are dropped, each with a warning, as podman does.
+        let missing = resources::missing(&plan.needs, |name| available.iter().any(|a| a == name));
+        for need in &missing {
+            plan.drop_controller(need.controller);
+        }
+        super::undelegated::warn(root, &missing);
         let required: Vec<&str> = plan.needs.iter().map(|n| n.controller).collect();
 
         let parent = root.join(BERTH_DIR);

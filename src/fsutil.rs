@@ -41,6 +41,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
+        crate::fault::point("before-rename");
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = written {

@@ -7,6 +7,7 @@
 pub mod build;
 pub mod cli;
 pub mod convert;
+pub mod fault;
 pub mod fsutil;
 pub mod graph;
 pub mod image;

@@ -25,6 +25,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         _ => Path::new("."),
     };
     let name = path.file_name().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    remove_stale_temporaries(dir, Some(name));
     // Unique per process and call: two writers of one record never share a temporary file.
     let tmp = dir.join(format!(
         ".{}.{}.{}.tmp",
@@ -49,6 +50,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         return Err(e);
     }
     File::open(dir)?.sync_all()
+}
+
+/// Removes the temporary files of [`write_atomic`] in `dir` (of the record `name` only, when
+/// given) whose writer is dead: a writer killed before its rename leaves one, whole but
+/// never to be renamed. A live writer's is left alone.
+pub fn remove_stale_temporaries(dir: &Path, name: Option<&OsStr>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix('.')).and_then(|f| f.strip_suffix(".tmp")) else {
+            continue;
+        };
+        // `.<name>.<pid>.<n>.tmp`
+        let mut parts = rest.rsplitn(3, '.');
+        let (Some(_n), Some(pid), Some(record)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        if name.is_some_and(|name| name.to_str() != Some(record)) {
+            continue;
+        }
+        let Ok(pid) = pid.parse::<i32>() else { continue };
+        if !is_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` exists and has not exited (a zombie, whose parent has yet to reap
+/// it, has).
+pub fn is_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next()).is_some_and(|s| s != "Z" && s != "X")
 }
 
 /// Removes the tree at `path` (a file, symlink or directory; gone already is fine) with

@@ -151,7 +151,7 @@ pub fn finish_removals(state_root: &Path) -> Vec<(PathBuf, std::io::Error)> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(claim) = name.strip_prefix(REMOVING) else { continue };
         let owner = claim.rsplit('-').nth(1).and_then(|pid| pid.parse::<i32>().ok());
-        if owner.is_some_and(|pid| process_start_time(pid).is_some()) {
+        if owner.is_some_and(is_alive) {
             continue;
         }
         // The container's tree: descriptor-relative, symlinks never followed, any depth.
@@ -305,6 +305,12 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Whether process `pid` exists and has not exited (a zombie, whose parent has yet to reap
+/// it, has: its pidfd already said so).
+pub fn is_alive(pid: i32) -> bool {
+    crate::fsutil::is_alive(pid)
 }
 
 /// Seconds since the Unix epoch.

@@ -41,6 +41,10 @@ pub fn clean(root: &Path, project: &str) -> Result<(), SupervisorError> {
         failures.push(e.to_string());
     }
     let dir = super::project_dir(root, project);
+    // Records whose writer was killed before renaming them.
+    for records in [dir.clone(), root.join("networks")] {
+        crate::fsutil::remove_stale_temporaries(&records, None);
+    }
     let _ = std::fs::remove_file(dir.join("supervisor.json"));
     let _ = std::fs::remove_file(super::control::socket_path(&dir));
     if failures.is_empty() { Ok(()) } else { Err(SupervisorError::Other(failures.join("\n"))) }

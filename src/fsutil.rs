@@ -25,6 +25,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         _ => Path::new("."),
     };
     let name = path.file_name().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    remove_stale_temporaries(dir, Some(name));
     // Unique per process and call: two writers of one record never share a temporary file.
     let tmp = dir.join(format!(
         ".{}.{}.{}.tmp",
@@ -41,6 +42,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
+        crate::fault::point("before-rename");
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = written {
@@ -48,6 +50,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         return Err(e);
     }
     File::open(dir)?.sync_all()
+}
+
+/// Removes the temporary files of [`write_atomic`] in `dir` (of the record `name` only, when
+/// given) whose writer is dead: a writer killed before its rename leaves one, whole but
+/// never to be renamed. A live writer's is left alone.
+pub fn remove_stale_temporaries(dir: &Path, name: Option<&OsStr>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix('.')).and_then(|f| f.strip_suffix(".tmp")) else {
+            continue;
+        };
+        // `.<name>.<pid>.<n>.tmp`
+        let mut parts = rest.rsplitn(3, '.');
+        let (Some(_n), Some(pid), Some(record)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        if name.is_some_and(|name| name.to_str() != Some(record)) {
+            continue;
+        }
+        let Ok(pid) = pid.parse::<i32>() else { continue };
+        if !is_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` exists and has not exited (a zombie, whose parent has yet to reap
+/// it, has).
+pub fn is_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next()).is_some_and(|s| s != "Z" && s != "X")
 }
 
 /// Removes the tree at `path` (a file, symlink or directory; gone already is fine) with
@@ -81,6 +113,41 @@ struct Level {
 /// stops it rather than sending it elsewhere). std's `remove_dir_all` holds one descriptor per
 /// level and fails with EMFILE below the descriptor limit.
 pub fn remove_tree_at(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    remove(parent, name, None)
+}
+
+/// [`remove_tree_at`] that also counts what it reclaims: the bytes of the files it removes,
+/// each inode once (hard links count once, as docker counts a volume's size), and refuses to
+/// walk into another file system (EXDEV: a mount inside a volume's data is not the volume's).
+pub fn remove_tree_reclaiming(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<u64> {
+    let mut tally = Tally::default();
+    remove(parent, name, Some(&mut tally))?;
+    Ok(tally.bytes)
+}
+
+/// What [`remove_tree_reclaiming`] counts.
+#[derive(Default)]
+struct Tally {
+    bytes: u64,
+    /// Inodes with more than one link, once counted: removing one link lowers the count of
+    /// the others.
+    seen: std::collections::HashSet<(u64, u64)>,
+}
+
+impl Tally {
+    fn count(&mut self, stat: &rustix::fs::Stat) {
+        let key = (stat.st_dev, stat.st_ino);
+        if self.seen.contains(&key) {
+            return;
+        }
+        if stat.st_nlink > 1 {
+            self.seen.insert(key);
+        }
+        self.bytes += u64::try_from(stat.st_size).unwrap_or(0);
+    }
+}
+
+fn remove(parent: BorrowedFd<'_>, name: &OsStr, mut tally: Option<&mut Tally>) -> io::Result<()> {
     let name = CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut current = match open_dir(parent, &name) {
         Ok(fd) => fd,
@@ -88,14 +155,19 @@ pub fn remove_tree_at(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
         Err(Errno::NOTDIR | Errno::LOOP) => return unlink(parent, &name, AtFlags::empty()),
         Err(e) => return Err(e.into()),
     };
-    let mut levels = vec![Level { id: identity(&current)?, pending: scan(&current)?, name }];
+    let top = identity(&current)?;
+    let mut levels = vec![Level { id: top, pending: scan(&current, tally.as_deref_mut())?, name }];
     loop {
-        let Some(top) = levels.last_mut() else { return Ok(()) };
-        if let Some(sub) = top.pending.pop() {
+        let Some(level) = levels.last_mut() else { return Ok(()) };
+        if let Some(sub) = level.pending.pop() {
             match open_dir(current.as_fd(), &sub) {
                 Ok(child) => {
-                    let pending = scan(&child)?;
-                    levels.push(Level { id: identity(&child)?, pending, name: sub });
+                    let id = identity(&child)?;
+                    if tally.is_some() && id.0 != top.0 {
+                        return Err(io::Error::from_raw_os_error(libc::EXDEV));
+                    }
+                    let pending = scan(&child, tally.as_deref_mut())?;
+                    levels.push(Level { id, pending, name: sub });
                     current = child;
                 }
                 Err(Errno::NOENT) => {}
@@ -105,9 +177,9 @@ pub fn remove_tree_at(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
             continue;
         }
         // Whatever appeared meanwhile (or a listing that skipped entries removed under it).
-        let again = scan(&current)?;
+        let again = scan(&current, tally.as_deref_mut())?;
         if !again.is_empty() {
-            top.pending = again;
+            level.pending = again;
             continue;
         }
         let done = levels.pop().map(|l| l.name).unwrap_or_default();
@@ -145,9 +217,9 @@ fn unlink(dir: BorrowedFd<'_>, name: &CStr, flags: AtFlags) -> io::Result<()> {
     }
 }
 
-/// Removes every entry of `dir` that is not a directory and returns the names of those that
-/// are.
-fn scan(dir: &OwnedFd) -> io::Result<Vec<CString>> {
+/// Removes every entry of `dir` that is not a directory (counted into `tally`, when given)
+/// and returns the names of those that are.
+fn scan(dir: &OwnedFd, mut tally: Option<&mut Tally>) -> io::Result<Vec<CString>> {
     rustix::fs::seek(dir, SeekFrom::Start(0))?;
     let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
     let mut entries = RawDir::new(dir.as_fd(), &mut buf);
@@ -170,6 +242,13 @@ fn scan(dir: &OwnedFd) -> io::Result<Vec<CString>> {
         if kind == FileType::Directory { dirs.push(name.to_owned()) } else { files.push(name.to_owned()) }
     }
     for file in files {
+        if let Some(tally) = tally.as_deref_mut() {
+            match rustix::fs::statat(dir, &file, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => tally.count(&stat),
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
         unlink(dir.as_fd(), &file, AtFlags::empty())?;
     }
     Ok(dirs)
@@ -310,5 +389,47 @@ mod tests {
         drop(first);
         assert_eq!(rx.recv().expect("a message"), "acquired");
         assert!(waiter.join().expect("thread"));
+    }
+
+    #[test]
+    fn a_reclaiming_removal_counts_each_inode_once_and_follows_no_link() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, vec![0u8; 1000]).expect("outside");
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("a/b")).expect("dirs");
+        std::fs::write(tree.join("a/one"), vec![0u8; 100]).expect("one");
+        std::fs::hard_link(tree.join("a/one"), tree.join("a/b/same")).expect("link");
+        std::fs::write(tree.join("a/b/two"), vec![0u8; 20]).expect("two");
+        std::os::unix::fs::symlink(&outside, tree.join("a/b/escape")).expect("symlink");
+        let parent = File::open(dir.path()).expect("open");
+        let bytes = remove_tree_reclaiming(parent.as_fd(), OsStr::new("tree")).expect("remove");
+        let link = outside.as_os_str().len() as u64;
+        assert_eq!(bytes, 100 + 20 + link, "the hard link once, the symlink as itself");
+        assert!(!tree.exists());
+        assert_eq!(std::fs::read(&outside).expect("outside kept").len(), 1000);
+        assert_eq!(remove_tree_reclaiming(parent.as_fd(), OsStr::new("tree")).expect("gone"), 0);
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_writers_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let me = std::process::id();
+        let dead = i32::MAX;
+        for name in
+            [format!(".r.json.{dead}.0.tmp"), format!(".r.json.{me}.0.tmp"), format!(".other.json.{dead}.3.tmp")]
+        {
+            std::fs::write(dir.path().join(name), b"{}").expect("write");
+        }
+        remove_stale_temporaries(dir.path(), Some(OsStr::new("r.json")));
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![format!(".other.json.{dead}.3.tmp"), format!(".r.json.{me}.0.tmp")]);
+        remove_stale_temporaries(dir.path(), None);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
     }
 }

@@ -8,6 +8,7 @@ pub mod build;
 pub mod cli;
 pub mod container_fs;
 pub mod convert;
+pub mod fault;
 pub mod fsutil;
 pub mod graph;
 pub mod image;

@@ -317,3 +317,53 @@ fn inherit(fd: i32) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// `berth ps -a --format json`, by container name.
+fn ps_json(project: &Project) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let out = project.berth(&["ps", "-a", "--format", "json"]);
+    assert!(out.status.success(), "ps: {}", String::from_utf8_lossy(&out.stderr));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    list.into_iter().map(|c| (c["Name"].as_str().unwrap().to_owned(), c)).collect()
+}
+
+#[test]
+fn ps_after_the_supervisor_is_killed_tells_exit_codes_health_and_restarts() {
+    let services = [
+        service("web", &format!("{IDLE}\nhealthcheck:\n  test: [\"CMD\", \"true\"]\n  interval: 300ms")),
+        service("crash", "command: [\"sh\", \"-c\", \"exit 3\"]\nrestart: always"),
+        service("once", "command: [\"sh\", \"-c\", \"exit 5\"]"),
+    ]
+    .concat();
+    let project = Project::new("brelps", &services);
+    project.up();
+    // What the supervisor says, once the health check passed and the crash loop went round.
+    let seen = eventually("web healthy, crash restarted twice, once exited", || {
+        let all = ps_json(&project);
+        let text = format!("{all:#?}");
+        let web = all.get("brelps-web-1").ok_or_else(|| text.clone())?;
+        let crash = all.get("brelps-crash-1").ok_or_else(|| text.clone())?;
+        let once = all.get("brelps-once-1").ok_or_else(|| text.clone())?;
+        let restarts = crash["Restarts"].as_u64().unwrap();
+        if web["Health"] == "healthy" && restarts >= 2 && once["State"] == "exited" { Ok(restarts) } else { Err(text) }
+    });
+    let supervisor = project.supervisor_pid();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor), nix::sys::signal::Signal::SIGKILL).unwrap();
+    eventually("the supervisor gone", || if is_alive(supervisor) { Err(supervisor.to_string()) } else { Ok(()) });
+    // Now from the records on disk alone.
+    let all = ps_json(&project);
+    let text = format!("{all:#?}");
+    let web = &all["brelps-web-1"];
+    assert_eq!(web["State"], "running", "{text}");
+    assert_eq!(web["Health"], "healthy", "{text}");
+    let crash = &all["brelps-crash-1"];
+    assert!(crash["Restarts"].as_u64().unwrap() >= seen, "{seen} restarts seen before: {text}");
+    assert_eq!(crash["ExitCode"], 3, "{text}");
+    assert_eq!(crash["State"], "exited", "{text}");
+    let once = &all["brelps-once-1"];
+    assert_eq!((once["State"].as_str(), once["ExitCode"].as_i64()), (Some("exited"), Some(5)), "{text}");
+    // The table says the same.
+    let out = project.berth(&["ps", "-a"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("Exited (3)") && table.contains("Exited (5)") && table.contains("(healthy)"), "{table}");
+    project.down();
+}

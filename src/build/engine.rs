@@ -345,6 +345,7 @@ impl Run<'_, '_> {
                 code: result.status.code,
             });
         }
+        crate::fault::point("after-run");
         let entry = self.adopt(&result.layer());
         let _ = std::fs::remove_dir_all(&result.staging);
         self.ran += 1;

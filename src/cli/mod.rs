@@ -241,6 +241,18 @@ pub fn run() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<u8, Failure> {
     secure_state_root(&cli);
+    // Names the process for its kill points (see `fault`).
+    match &cli.command {
+        Command::Up(_) => crate::fault::set_command("up"),
+        Command::Down(_) => crate::fault::set_command("down"),
+        Command::Start(_) => crate::fault::set_command("start"),
+        Command::Stop(_) => crate::fault::set_command("stop"),
+        Command::Run(_) => crate::fault::set_command("run"),
+        Command::Pull(_) => crate::fault::set_command("pull"),
+        Command::Build(_) => crate::fault::set_command("build"),
+        Command::Supervise => crate::fault::set_command("supervisor"),
+        _ => {}
+    }
     // Commands that make processes in containers fork the spawner first, while berth still
     // has a single thread.
     if let Command::Run(_) | Command::Exec(_) | Command::Build(_) | Command::Supervise = &cli.command {

@@ -57,7 +57,7 @@ pub(super) fn containers(global: &GlobalOptions, project: &str) -> Vec<Container
                 service: spec.service.clone(),
                 created: record.created,
                 state: if running { "running" } else { "exited" }.into(),
-                health: String::new(),
+                health: record.health.clone(),
                 exit_code: if running { 0 } else { record.exit_code },
                 started_at: if record.started_at > 0 {
                     record.started_at
@@ -65,7 +65,7 @@ pub(super) fn containers(global: &GlobalOptions, project: &str) -> Vec<Container
                     u128::from(record.created) * 1_000_000_000
                 },
                 finished_at: if running { 0 } else { record.finished_at },
-                restarts: 0,
+                restarts: record.restarts,
                 starts: Vec::new(),
                 publishers: Vec::new(),
                 health_output: String::new(),

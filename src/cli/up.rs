@@ -141,6 +141,7 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
     // Held until the supervisor answered: a second `up` waits, then finds it and converges.
     let lock = lock_project(global, &project.name)?;
     crate::volume::ensure_project(&root, project).map_err(failure)?;
+    crate::fault::point("after-volumes");
     let report = match running_supervisor(&root, &project.name) {
         Some(dir) => converge(&dir, &request)?,
         None => start_supervisor(global, &root, &project.name, &request)?,
@@ -297,6 +298,7 @@ fn start_supervisor(
     unsafe { std::os::unix::process::CommandExt::pre_exec(&mut command, move || only_stdio_and(ready_fd)) };
     let mut child = command.spawn().map_err(failure)?;
     drop(write_end);
+    crate::fault::point("after-spawn");
     if let Some(mut stdin) = child.stdin.take() {
         serde_json::to_writer(&mut stdin, request).map_err(failure)?;
     }
@@ -410,6 +412,7 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
             None => recover::kill_and_wait(record.pid),
         }
     }
+    crate::fault::point("after-supervisor");
     // What is left (one-off containers, or everything after a supervisor was killed): its
     // anonymous volumes go with `-v`, as compose's `down -v` removes them.
     let anonymous: Vec<String> = if args.volumes {
@@ -589,6 +592,7 @@ pub(super) fn lifecycle(global: &GlobalOptions, command: &str, args: &ServicesAr
         Some(other) => Err(failure(unexpected(other))),
         None => {
             recover::reap(&root, &project.name).map_err(failure)?;
+            crate::fault::point("after-reap");
             if command == "stop" {
                 return Ok(());
             }

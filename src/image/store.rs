@@ -25,6 +25,8 @@ use super::config::ConfigFile;
 use super::digest::{HashingReader, HashingWriter};
 use super::{Digest, ImageError, Reference, unpack};
 
+mod verify;
+
 /// overlayfs's statfs magic: an overlay cannot be another overlay's upper directory.
 const OVERLAYFS_MAGIC: i64 = 0x794c_7630;
 
@@ -207,6 +209,7 @@ impl Store {
         let staging = self.staging("layer")?;
         fs::create_dir(&staging).map_err(io_at(&staging))?;
         let result = unpack::unpack(&mut hashing, &staging);
+        crate::fault::point("mid-unpack");
         let finished = hashing.finish();
         let outcome = match (result, finished) {
             (Err(source), _) => Err(ImageError::Unpack { layer: blob.to_string(), source }),
@@ -298,6 +301,7 @@ impl Store {
         let _meta = lock_file(&self.dir.join("meta.lock"), true)?;
         let json = serde_json::to_vec_pretty(record).map_err(|e| ImageError::Malformed(e.to_string()))?;
         self.write_atomic(&self.record_path(&record.id), &json)?;
+        crate::fault::point("mid-commit");
         let mut all = self.names()?;
         for n in names {
             all.insert(n.to_string(), record.id.clone());

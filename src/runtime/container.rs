@@ -76,8 +76,12 @@ impl Created {
                 return Err(e);
             }
         }
-        // A container started again keeps its creation time, as docker's does.
-        let created = ContainerRecord::load(&container.dirs).map_or_else(state::now, |r| r.created);
+        crate::fault::point("before-record");
+        // A container started again keeps its creation time, as docker's does, and its
+        // restart count; and the last exit code anyone saw, which is the best `ps` can say
+        // should this run end unseen (its supervisor killed).
+        let previous = ContainerRecord::load(&container.dirs);
+        let created = previous.as_ref().map_or_else(state::now, |r| r.created);
         let record = ContainerRecord {
             id: container.spec.id.clone(),
             name: container.spec.name.clone(),
@@ -88,9 +92,11 @@ impl Created {
             start_time: state::process_start_time(container.pid).unwrap_or(0),
             created,
             exited: false,
-            exit_code: 0,
+            exit_code: previous.as_ref().map_or(0, |r| r.exit_code),
             started_at: state::now_nanos(),
             finished_at: 0,
+            health: String::new(),
+            restarts: previous.as_ref().map_or(0, |r| r.restarts),
         };
         record.save(&container.dirs)?;
         Ok(container)

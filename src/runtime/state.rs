@@ -119,6 +119,8 @@ impl ContainerDirs {
                 Err(e) => return Err(RuntimeError::io(&self.dir, e)),
             }
         };
+        // A remover killed from here on leaves the claimed directory: `finish_removals`.
+        crate::fault::point("mid-removal");
         if spare_dirs::recycle(&self.spares(), &claim) {
             return Ok(());
         }
@@ -138,6 +140,27 @@ impl ContainerDirs {
 
 /// The name prefix of a container directory being removed (see [`ContainerDirs::remove`]).
 const REMOVING: &str = ".removing-";
+
+/// Removes the container directories whose remover died while removing them (claimed as
+/// `.removing-<id>-<pid>-<n>` by a process that is gone): nobody else will. A claim whose
+/// process still runs is left to it. Returns what could not be removed.
+pub fn finish_removals(state_root: &Path) -> Vec<(PathBuf, std::io::Error)> {
+    let Ok(entries) = fs::read_dir(containers_dir(state_root)) else { return Vec::new() };
+    let mut failures = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(claim) = name.strip_prefix(REMOVING) else { continue };
+        let owner = claim.rsplit('-').nth(1).and_then(|pid| pid.parse::<i32>().ok());
+        if owner.is_some_and(is_alive) {
+            continue;
+        }
+        // The container's tree: descriptor-relative, symlinks never followed, any depth.
+        if let Err(e) = crate::fsutil::remove_tree(&entry.path()) {
+            failures.push((entry.path(), e));
+        }
+    }
+    failures
+}
 
 /// Where container directories live.
 pub fn containers_dir(state_root: &Path) -> PathBuf {
@@ -175,6 +198,13 @@ pub struct ContainerRecord {
     /// Unix nanoseconds the last run ended, once `exited`.
     #[serde(default)]
     pub finished_at: u128,
+    /// Its health as its supervisor last saw it (`starting`, `healthy`, `unhealthy`; empty
+    /// without a health check), so `ps` tells it when the supervisor is gone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub health: String,
+    /// How many times its supervisor restarted it.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 impl ContainerRecord {
@@ -196,11 +226,23 @@ impl ContainerRecord {
     /// Records that the run ended with `code` now, so `ps -a` can say so without the
     /// supervisor.
     pub fn mark_exited(dirs: &ContainerDirs, code: i32) -> Result<(), RuntimeError> {
+        ContainerRecord::modify(dirs, |record| {
+            record.exited = true;
+            record.exit_code = code;
+            record.finished_at = now_nanos();
+        })
+    }
+
+    /// Changes `state.json` of `dirs` (when there is one) and writes it back, durably, when
+    /// that changed it. Changes of one process never interleave: the supervisor's threads (a
+    /// container's watcher, its health probe) change different fields of one record.
+    pub fn modify(dirs: &ContainerDirs, change: impl FnOnce(&mut ContainerRecord)) -> Result<(), RuntimeError> {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(mut record) = ContainerRecord::load(dirs) else { return Ok(()) };
-        record.exited = true;
-        record.exit_code = code;
-        record.finished_at = now_nanos();
-        record.save(dirs)
+        let before = record.clone();
+        change(&mut record);
+        if record == before { Ok(()) } else { record.save(dirs) }
     }
 }
 
@@ -263,6 +305,12 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Whether process `pid` exists and has not exited (a zombie, whose parent has yet to reap
+/// it, has: its pidfd already said so).
+pub fn is_alive(pid: i32) -> bool {
+    crate::fsutil::is_alive(pid)
 }
 
 /// Seconds since the Unix epoch.

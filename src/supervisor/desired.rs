@@ -48,6 +48,7 @@ impl Desired {
             .flat_map(|s| s.networks.keys().map(String::as_str))
             .collect();
         let networks = setup::ensure_networks(root, &project, keys)?;
+        crate::fault::point("after-network");
         let hashes = project
             .services
             .iter()

@@ -173,11 +173,11 @@ fn adopt(shared: &Shared, found: Vec<crate::runtime::state::Found>) -> Vec<Strin
             service: spec.service.clone(),
             created: record.created,
             state: "exited".into(),
-            health: String::new(),
+            health: record.health.clone(),
             exit_code: record.exit_code,
             started_at: record.started_at,
             finished_at: record.finished_at,
-            restarts: 0,
+            restarts: record.restarts,
             starts: Vec::new(),
             publishers: Vec::new(),
             health_output: String::new(),
@@ -208,6 +208,7 @@ fn prepare(root: &Path, project: Project, spawner: Spawner, has_containers: bool
     let path = dir.join("supervisor.json");
     crate::fsutil::write_atomic(&path, &serde_json::to_vec(&record).unwrap_or_default())
         .map_err(|e| SupervisorError::Io { path: path.clone(), source: e })?;
+    crate::fault::point("after-record");
     let store = Store::open(root).map_err(|e| SupervisorError::Other(e.to_string()))?;
     let desired = Desired::resolve(root, project, &store)?;
     Ok(Shared::new(root.to_path_buf(), desired, spawner, store))
@@ -513,6 +514,7 @@ async fn supervise(
             let shared = Arc::clone(&shared);
             tokio::task::spawn_blocking(move || launch::retire(&shared, running)).await.ok().flatten()
         };
+        crate::fault::point("before-restart");
         shared.status.update(&name, |c| {
             c.state = "restarting".into();
             c.exit_code = code;

@@ -34,6 +34,8 @@ pub async fn run(shared: Arc<Shared>, spec: ContainerSpec, pid: i32, plan: Healt
         exit_code: 0,
         started_at: 0,
         finished_at: 0,
+        health: String::new(),
+        restarts: 0,
     };
     let target = Arc::new(Target { spec, record });
     let mut tracker = Tracker::new(plan);

@@ -16,7 +16,8 @@ use crate::runtime::state;
 /// rules and the supervisor's files. A failure stops nothing: everything else is still removed,
 /// and the error names every failure (what failed is still recorded, for the next try).
 pub fn clean(root: &Path, project: &str) -> Result<(), SupervisorError> {
-    let mut failures = Vec::new();
+    let mut failures: Vec<String> =
+        state::finish_removals(root).into_iter().map(|(dir, e)| format!("{}: {e}", dir.display())).collect();
     for found in state::list(root)? {
         let Some(spec) = &found.spec else { continue };
         if spec.project != project {
@@ -35,10 +36,15 @@ pub fn clean(root: &Path, project: &str) -> Result<(), SupervisorError> {
         }
         let _ = setup::release(root, spec);
     }
+    crate::fault::point("before-networks");
     if let Err(e) = setup::remove_networks(root, project) {
         failures.push(e.to_string());
     }
     let dir = super::project_dir(root, project);
+    // Records whose writer was killed before renaming them.
+    for records in [dir.clone(), root.join("networks")] {
+        crate::fsutil::remove_stale_temporaries(&records, None);
+    }
     let _ = std::fs::remove_file(dir.join("supervisor.json"));
     let _ = std::fs::remove_file(super::control::socket_path(&dir));
     if failures.is_empty() { Ok(()) } else { Err(SupervisorError::Other(failures.join("\n"))) }
@@ -50,25 +56,37 @@ pub fn clean(root: &Path, project: &str) -> Result<(), SupervisorError> {
 /// its daemon. A directory that never got a record (a creation the crash interrupted) goes.
 /// Networks stay.
 pub fn reap(root: &Path, project: &str) -> Result<(), SupervisorError> {
+    // Removals a killed command left half done are finished (their failures are `down`'s to
+    // report).
+    let _ = state::finish_removals(root);
     for found in state::list(root)? {
         let Some(spec) = &found.spec else { continue };
         if spec.project != project {
             continue;
         }
+        // Whatever the record says, nothing of the container may run on: a process made for
+        // a restart (recorded as exited) or one whose record was never written (killed
+        // between its exec and its record) is in the container's cgroup.
+        let kill_cgroup = || {
+            if let Ok(Some(cgroup)) = crate::runtime::cgroups::ContainerCgroup::open(&spec.id) {
+                let _ = cgroup.kill_all();
+                let _ = cgroup.remove();
+            }
+        };
         let Some(record) = &found.record else {
+            kill_cgroup();
             remove_container(root, spec, false);
             continue;
         };
         if record.exited {
+            kill_cgroup();
             continue;
         }
         if record.is_running() {
             kill_and_wait(record.pid);
         }
-        if let Ok(Some(cgroup)) = crate::runtime::cgroups::ContainerCgroup::open(&spec.id) {
-            let _ = cgroup.kill_all();
-            let _ = cgroup.remove();
-        }
+        crate::fault::point("mid-reap");
+        kill_cgroup();
         if let Ok(firewall) = crate::network::firewall::detect() {
             let _ = firewall.remove_container(project, &spec.name);
         }

@@ -94,6 +94,7 @@ impl Shared {
         let names = Arc::new(NameTable::new(project_names(project), subnets(&desired), host_upstreams));
         let status = super::status::Status::new(project.services.keys());
         status.record_events(&project_dir);
+        status.record_to(&root);
         Shared {
             root,
             project_dir,

@@ -97,6 +97,9 @@ pub struct Status {
     services: Mutex<BTreeMap<String, watch::Sender<ServiceState>>>,
     /// Where the changes are recorded as container events, once the supervisor says.
     events: OnceLock<EventLog>,
+    /// The state root whose container records get each change of state, exit code, health
+    /// and restart count, once the supervisor says.
+    records: OnceLock<std::path::PathBuf>,
 }
 
 impl Status {
@@ -108,6 +111,35 @@ impl Status {
                 services.into_iter().map(|s| (s.clone(), watch::channel(ServiceState::default()).0)).collect(),
             ),
             events: OnceLock::new(),
+            records: OnceLock::new(),
+        }
+    }
+
+    /// Writes every change of a container's state, exit code, health and restart count into
+    /// its record under `state_root` (durably, as every record is written), so `ps -a` tells
+    /// the truth after the supervisor is killed.
+    pub fn record_to(&self, state_root: &std::path::Path) {
+        let _ = self.records.set(state_root.to_path_buf());
+    }
+
+    /// Brings `entry`'s record on disk up to date (nothing is written when nothing changed).
+    fn persist(&self, entry: &ContainerStatus) {
+        let Some(root) = self.records.get() else { return };
+        let dirs = crate::runtime::state::ContainerDirs::new(root, &entry.id);
+        let recorded = crate::runtime::state::ContainerRecord::modify(&dirs, |record| {
+            record.health.clone_from(&entry.health);
+            record.restarts = entry.restarts;
+            // Restarting or exited: this run is over, whatever comes next.
+            if entry.state != "running" {
+                record.exited = true;
+                record.exit_code = entry.exit_code;
+                if entry.finished_at > 0 {
+                    record.finished_at = entry.finished_at;
+                }
+            }
+        });
+        if let Err(e) = recorded {
+            eprintln!("berth: record {}: {e}", entry.name);
         }
     }
 
@@ -133,6 +165,7 @@ impl Status {
             if before.1 != entry.health && matches!(entry.health.as_str(), "healthy" | "unhealthy") {
                 self.record(entry, &format!("health_status: {}", entry.health), &[]);
             }
+            self.persist(entry);
         }
     }
 
@@ -149,6 +182,7 @@ impl Status {
                 self.record(&status, "create", &[]);
             }
             self.record(&status, "start", &[]);
+            self.persist(&status);
             table.insert(status.name.clone(), status);
         }
     }

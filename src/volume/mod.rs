@@ -9,8 +9,6 @@
 //! [`tree`]); names from the command line are checked against docker's name pattern before
 //! they touch a path.
 
-mod tree;
-
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io::Write;
@@ -271,10 +269,10 @@ pub fn remove_unchecked(state_root: &Path, name: &str) -> Result<u64, VolumeErro
         Err(e) => return Err(io(&dir, e)),
     };
     let c_name = CString::new(name).map_err(|_| VolumeError::NotFound(name.to_owned()))?;
-    let failed = |e: tree::TreeError| VolumeError::Remove {
+    let failed = |entry: &str, source: std::io::Error| VolumeError::Remove {
         name: name.to_owned(),
-        entry: e.what,
-        source: std::io::Error::from_raw_os_error(e.errno.raw_os_error()),
+        entry: entry.to_owned(),
+        source,
     };
     let volume = match rustix::fs::openat(
         &volumes,
@@ -287,17 +285,12 @@ pub fn remove_unchecked(state_root: &Path, name: &str) -> Result<u64, VolumeErro
         Err(e) => return Err(io(&dir.join(name), e.into())),
     };
     // `_data` first: its files are what docker counts as the volume's size, not the record.
-    let bytes = match tree::remove_tree(volume.as_fd(), c"_data") {
-        Ok(bytes) => bytes,
-        Err(e) if e.errno == rustix::io::Errno::NOENT && e.what == "_data" => 0,
-        Err(e) => return Err(failed(e)),
-    };
+    // By descriptor, the one remover every container tree goes through (`fsutil`).
+    let bytes = crate::fsutil::remove_tree_reclaiming(volume.as_fd(), std::ffi::OsStr::new("_data"))
+        .map_err(|e| failed("_data", e))?;
     drop(volume);
-    match tree::remove_tree(volumes.as_fd(), &c_name) {
-        Ok(_) => Ok(bytes),
-        Err(e) if e.errno == rustix::io::Errno::NOENT && e.what == name => Ok(bytes),
-        Err(e) => Err(failed(e)),
-    }
+    crate::fsutil::remove_tree_reclaiming(volumes.as_fd(), std::ffi::OsStr::new(name)).map_err(|e| failed(name, e))?;
+    Ok(bytes)
 }
 
 /// Volume name → ids of the containers (running or stopped) that mount it, from their specs.

@@ -77,6 +77,44 @@ pub fn append_private(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).mode(FILE_MODE).open(path)
 }
 
+/// Writes a fresh file `name` in the directory `dir` from `fill`, then gives it `uid`, `gid`
+/// and `mode` (a container's secret or config, bound into it read-only).
+///
+/// Descriptors only: `dir` is opened once (`O_NOFOLLOW`), whatever was at `name` is unlinked
+/// (never written through), and the file is created `O_EXCL` at `0600` with
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`; owner and mode are set on its descriptor
+/// once its bytes are in, so it is never readable by its owner-to-be half-written.
+pub fn write_owned_at(
+    dir: &Path,
+    name: &str,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+    let dir =
+        rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+        Err(rustix::io::Errno::NOENT) | Ok(()) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+    let fd = rustix::fs::openat2(&dir, name, flags, Mode::from_raw_mode(FILE_MODE), resolve)?;
+    let mut file = File::from(fd);
+    let written = fill(&mut file).and_then(|()| {
+        rustix::fs::fchown(&file, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))?;
+        // After the chown, which clears set-id bits.
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+        Ok(())
+    });
+    if written.is_err() {
+        let _ = rustix::fs::unlinkat(&dir, name, AtFlags::empty());
+    }
+    written
+}
+
 /// chmod unless the mode already is `mode`; symlinks are never followed (their targets may be
 /// anything) and left alone.
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {

@@ -260,4 +260,25 @@ mod tests {
         drop(append_private(&tmp.path().join("log")).unwrap());
         assert_eq!(mode(&tmp.path().join("log")), 0o600);
     }
+
+    #[test]
+    fn an_owned_file_replaces_whatever_was_at_its_name_and_never_writes_through_a_link() {
+        use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        fs::create_dir(&dir).unwrap();
+        let outside = tmp.path().join("outside");
+        fs::write(&outside, "host file").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("file-0")).unwrap();
+        write_owned_at(&dir, "file-0", 1000, 50, 0o440, &mut |f| f.write_all(b"secret")).unwrap();
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "host file", "the link was not followed");
+        let meta = fs::symlink_metadata(dir.join("file-0")).unwrap();
+        assert!(meta.is_file());
+        assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o440, 1000, 50));
+        assert_eq!(fs::read_to_string(dir.join("file-0")).unwrap(), "secret");
+        // A failed fill leaves no half-written file behind.
+        let failed = write_owned_at(&dir, "file-0", 0, 0, 0o444, &mut |_| Err(io::Error::other("no")));
+        assert!(failed.is_err() && !dir.join("file-0").exists());
+    }
 }

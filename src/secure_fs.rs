@@ -77,6 +77,44 @@ pub fn append_private(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).mode(FILE_MODE).open(path)
 }
 
+/// Writes a fresh file `name` in the directory `dir` from `fill`, then gives it `uid`, `gid`
+/// and `mode` (a container's secret or config, bound into it read-only).
+///
+/// Descriptors only: `dir` is opened once (`O_NOFOLLOW`), whatever was at `name` is unlinked
+/// (never written through), and the file is created `O_EXCL` at `0600` with
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`; owner and mode are set on its descriptor
+/// once its bytes are in, so it is never readable by its owner-to-be half-written.
+pub fn write_owned_at(
+    dir: &Path,
+    name: &str,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+    let dir =
+        rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+        Err(rustix::io::Errno::NOENT) | Ok(()) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+    let fd = rustix::fs::openat2(&dir, name, flags, Mode::from_raw_mode(FILE_MODE), resolve)?;
+    let mut file = File::from(fd);
+    let written = fill(&mut file).and_then(|()| {
+        rustix::fs::fchown(&file, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))?;
+        // After the chown, which clears set-id bits.
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+        Ok(())
+    });
+    if written.is_err() {
+        let _ = rustix::fs::unlinkat(&dir, name, AtFlags::empty());
+    }
+    written
+}
+
 /// chmod unless the mode already is `mode`; symlinks are never followed (their targets may be
 /// anything) and left alone.
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
@@ -221,5 +259,26 @@ mod tests {
         assert_eq!(mode(&path), 0o600, "an existing file is tightened when rewritten");
         drop(append_private(&tmp.path().join("log")).unwrap());
         assert_eq!(mode(&tmp.path().join("log")), 0o600);
+    }
+
+    #[test]
+    fn an_owned_file_replaces_whatever_was_at_its_name_and_never_writes_through_a_link() {
+        use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        fs::create_dir(&dir).unwrap();
+        let outside = tmp.path().join("outside");
+        fs::write(&outside, "host file").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("file-0")).unwrap();
+        write_owned_at(&dir, "file-0", 1000, 50, 0o440, &mut |f| f.write_all(b"secret")).unwrap();
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "host file", "the link was not followed");
+        let meta = fs::symlink_metadata(dir.join("file-0")).unwrap();
+        assert!(meta.is_file());
+        assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o440, 1000, 50));
+        assert_eq!(fs::read_to_string(dir.join("file-0")).unwrap(), "secret");
+        // A failed fill leaves no half-written file behind.
+        let failed = write_owned_at(&dir, "file-0", 0, 0, 0o444, &mut |_| Err(io::Error::other("no")));
+        assert!(failed.is_err() && !dir.join("file-0").exists());
     }
 }

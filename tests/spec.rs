@@ -346,14 +346,20 @@ fn semantic_errors_are_all_reported_with_locations() {
 }
 
 #[test]
-fn the_same_host_port_published_twice_is_an_error() {
+fn the_same_host_port_published_twice_loads_but_fails_the_preflight() {
     let s = Stack::new(&[(
         "compose.yaml",
         "services:\n  a:\n    image: x\n    ports: ['8000-8010:80']\n  b:\n    image: x\n    ports: ['127.0.0.1:8005:80']\n  c:\n    image: x\n    ports: ['8005:80/udp']\n",
     )]);
-    let msg = s.load().unwrap_err().to_string();
-    assert!(msg.contains("host port 8005/tcp is published twice"), "{msg}");
+    // `docker compose config` accepts it; `up` is what cannot run it.
+    let loaded = s.load().unwrap();
+    let all = loaded.project.services.keys().map(String::as_str);
+    let msg = berth::spec::preflight::check(&loaded.project, &loaded.document, all).unwrap_err().to_string();
+    assert!(msg.contains("host port 8005/tcp is published twice: by service \"a\" and by service \"b\""), "{msg}");
+    assert!(msg.contains("compose.yaml:7:"), "the line of b's ports: {msg}");
     assert!(!msg.contains("udp"), "a different protocol does not clash: {msg}");
+    let apart = berth::spec::preflight::check(&loaded.project, &loaded.document, ["a", "c"]);
+    assert!(apart.is_ok(), "services not started together do not clash: {apart:?}");
 }
 
 #[test]

@@ -115,6 +115,8 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
             .unwrap_or_default();
         invalid(anyhow!("no such service: {:?}{hint}", args.service))
     })?;
+    // `run` publishes no ports: what matters is the service's secrets and configs.
+    crate::spec::preflight::check(project, &loaded.document, [args.service.as_str()])?;
     let image_name = service
         .image_name(&project.name)
         .ok_or_else(|| invalid(anyhow!("service {:?} has neither an image nor a build section", args.service)))?;

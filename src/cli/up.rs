@@ -127,6 +127,12 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
     let project = &loaded.project;
     warn_undelegated_limits(project);
     let request = up_request(options, project, args)?;
+    // Before any build, pull or container: what only running the project can trip on.
+    crate::spec::preflight::check(
+        project,
+        &loaded.document,
+        started_services(project, args)?.iter().map(String::as_str),
+    )?;
     let root = global.state_root();
     let store = Store::open(&root).map_err(failure)?;
     build_images(&root, &store, project, args)?;
@@ -185,6 +191,18 @@ fn build_images(root: &std::path::Path, store: &Store, project: &Project, args: 
         super::build::build_service(root, store, &spawner, project, service, &options)?;
     }
     Ok(())
+}
+
+/// The services `up` starts: those named and their dependencies (not with `--no-deps`), or all.
+fn started_services(project: &Project, args: &UpArgs) -> Result<Vec<String>, Failure> {
+    if args.services.is_empty() {
+        return Ok(project.services.keys().cloned().collect());
+    }
+    if args.no_deps {
+        return Ok(args.services.clone());
+    }
+    let graph = crate::spec::validate::dependency_graph(project).map_err(failure)?;
+    Ok(graph.with_dependencies(&args.services).map_err(failure)?.into_iter().collect())
 }
 
 /// The request `up` sends its supervisor, checked against the loaded project.

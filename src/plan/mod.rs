@@ -7,6 +7,7 @@
 //! does under `docker compose up`. Each error names the service and the key to fix.
 
 mod etc;
+pub mod files;
 mod isolation;
 pub mod mounts;
 mod process;

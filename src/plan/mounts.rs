@@ -1,4 +1,5 @@
-//! Service `volumes`, `tmpfs` and the image's `VOLUME`s as mounts over the root filesystem.
+//! Service `volumes`, `tmpfs`, `secrets`, `configs` (see `files`) and the image's `VOLUME`s
+//! as mounts over the root filesystem.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -27,6 +28,7 @@ pub(super) fn mounts(ctx: &PlanContext<'_>, service: &Service) -> Result<Vec<Mou
         let entry = parse_tmpfs_entry(spec).map_err(|e| invalid(service, "tmpfs", e.to_string()))?;
         out.push(tmpfs_mount(&entry.mount));
     }
+    out.extend(super::files::mounts(ctx.project, service)?);
     let mut seen: Vec<&str> = Vec::new();
     for m in &out {
         if seen.contains(&m.target.as_str()) {

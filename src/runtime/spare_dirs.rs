@@ -21,6 +21,13 @@ pub const MAX_SPARES: usize = 8;
 /// The entries a container directory may hold; anything else means it is not recycled.
 const KNOWN: [&str; 7] = ["upper", "work", "hosts", "hostname", "resolv.conf", "spec.json", "state.json"];
 
+/// Whether berth writes an entry of this name in a container directory: the fixed ones, and
+/// the secrets and configs (`file-<n>`, see `MountKind::File`).
+fn is_known(name: &str) -> bool {
+    KNOWN.contains(&name)
+        || name.strip_prefix("file-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Moves a spare directory from `spares` to `dir` (which must not exist); `false` when there is
 /// none to take.
 pub fn take(spares: &Path, dir: &Path) -> bool {
@@ -59,7 +66,7 @@ fn empty(dir: &Path) -> io::Result<bool> {
     }
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        let Some(name) = entry.file_name().to_str().filter(|n| KNOWN.contains(n)).map(str::to_owned) else {
+        let Some(name) = entry.file_name().to_str().filter(|n| is_known(n)).map(str::to_owned) else {
             return Ok(false);
         };
         entries.push((name, entry));
@@ -107,6 +114,7 @@ mod tests {
         fs::write(dir.join("upper/etc/written"), "by the container").unwrap();
         fs::write(dir.join("hosts"), "127.0.0.1 localhost\n").unwrap();
         fs::write(dir.join("state.json"), "{}").unwrap();
+        fs::write(dir.join("file-0"), "a secret").unwrap();
         dir
     }
 

@@ -244,6 +244,20 @@ pub enum MountKind {
         /// Fill a new, empty volume with the image's content at the target (`nocopy: false`).
         copy_up: bool,
     },
+    /// A secret or config: a file berth writes into the container's own directory when it
+    /// creates the container, bound read-only (and nosuid, nodev) at the target.
+    File {
+        /// The file's name in the container's directory (`file-<n>`).
+        name: String,
+        /// Where its bytes come from.
+        source: FileSource,
+        /// Owner inside the container (no user namespace: the same number on the host).
+        uid: u32,
+        /// Group.
+        gid: u32,
+        /// Permission bits (`0o444` unless the service says otherwise).
+        mode: u32,
+    },
     /// A tmpfs.
     Tmpfs {
         /// Size in bytes; `None` is the kernel default (half of RAM).
@@ -253,6 +267,17 @@ pub enum MountKind {
         #[serde(default)]
         mode: Option<u32>,
     },
+}
+
+/// The bytes of a [`MountKind::File`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileSource {
+    /// Copied from this host file each time the container is created, so a restart sees an
+    /// edited file, as a restarted docker container sees its bind.
+    Host(PathBuf),
+    /// These bytes: an environment variable's value, or inline `content:`.
+    Inline(String),
 }
 
 /// Contents of the init layer's files.

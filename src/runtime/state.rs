@@ -2,7 +2,8 @@
 //! after a crash) can find it, check whether it still runs, and clean up after it.
 //!
 //! Layout, under the state root: `containers/<id>/` holds `upper/` and `work/` (overlayfs), the
-//! init layer's `hosts`, `hostname` and `resolv.conf`, `spec.json` and `state.json`. `mnt/` is
+//! init layer's `hosts`, `hostname` and `resolv.conf`, the secrets and configs bound into the
+//! container (`file-<n>`), `spec.json` and `state.json`. `mnt/` is
 //! the one mount point every container's root is mounted on, each inside its own mount
 //! namespace, so nothing leaks onto the host when a container dies. `spare/` keeps a few emptied
 //! container directories for reuse (see `spare_dirs`).
@@ -11,13 +12,14 @@
 //! directory waits for a synchronous discard of its block.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::RuntimeError;
 use super::spare_dirs;
-use super::spec::ContainerSpec;
+use super::spec::{ContainerSpec, FileSource, MountKind};
 
 /// A container's directories on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +97,33 @@ impl ContainerDirs {
             let path = self.init_file(name);
             fs::write(&path, text).map_err(|e| RuntimeError::io(&path, e))?;
         }
+        for mount in &spec.mounts {
+            if let MountKind::File { name, source, uid, gid, mode } = &mount.kind {
+                self.write_file(name, source, *uid, *gid, *mode)?;
+            }
+        }
         write_atomic(&self.dir.join("spec.json"), &serde_json::to_vec(spec).unwrap_or_default())
+    }
+
+    /// Writes the secret or config `name` (see [`MountKind::File`]) in the container's
+    /// directory, anew each time the container is created: a restart sees the file as it is
+    /// now. A host file that cannot be read is an error naming it.
+    fn write_file(&self, name: &str, source: &FileSource, uid: u32, gid: u32, mode: u32) -> Result<(), RuntimeError> {
+        let write = |fill: &mut dyn FnMut(&mut fs::File) -> std::io::Result<()>| {
+            crate::secure_fs::write_owned_at(&self.dir, name, uid, gid, mode, fill)
+                .map_err(|e| RuntimeError::io(self.dir.join(name), e))
+        };
+        match source {
+            FileSource::Host(host) => {
+                let mut file = fs::File::open(host).map_err(|e| RuntimeError::io(host, e))?;
+                let meta = file.metadata().map_err(|e| RuntimeError::io(host, e))?;
+                if !meta.is_file() {
+                    return Err(RuntimeError::io(host, std::io::Error::other("not a regular file")));
+                }
+                write(&mut |to| std::io::copy(&mut file, to).map(drop))
+            }
+            FileSource::Inline(text) => write(&mut |to| to.write_all(text.as_bytes())),
+        }
     }
 
     /// Removes everything (keeping the emptied directory as a spare when the pool has room); a

@@ -12,6 +12,7 @@ pub mod naming;
 pub(crate) mod normalize;
 pub(crate) mod paths;
 pub mod ports;
+pub mod preflight;
 pub mod schema;
 pub mod units;
 pub mod validate;

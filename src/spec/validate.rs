@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use super::error::{SpecError, Stage};
 use super::model::Project;
-use super::ports::host_port_range;
 use super::volumes::MountType;
 use super::yaml::Node;
 use crate::graph::{Dependency, DependencyGraph, EdgeOrigin, GraphError, did_you_mean};
@@ -107,7 +106,6 @@ pub(crate) fn project(project: &Project, doc: &Node, consistency: bool) -> Vec<S
     }
 
     let mut container_names: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut published: Vec<Published<'_>> = Vec::new();
     for (name, s) in &project.services {
         let base = format!("/services/{name}");
         let path = |k: &str| format!("services.{name}.{k}");
@@ -194,18 +192,7 @@ pub(crate) fn project(project: &Project, doc: &Node, consistency: bool) -> Vec<S
                 }
             }
         }
-        for p in &s.ports {
-            if let Some(range) = p.published.as_deref().and_then(|p| host_port_range(p).ok()) {
-                published.push(Published {
-                    service: name,
-                    host_ip: p.host_ip.as_deref().unwrap_or_default(),
-                    protocol: &p.protocol,
-                    range,
-                });
-            }
-        }
     }
-    errors.extend(port_conflicts(&published, doc));
     errors
 }
 
@@ -239,45 +226,6 @@ fn build_checks(name: &str, s: &super::model::Service, build: &super::model::Bui
                 &doc.locate(&format!("{base}/secrets/{i}")).location,
                 format!("services.{name}.build.secrets[{i}]"),
                 format!("build secret target {target:?} must be a file name, not a path"),
-            ));
-        }
-    }
-    errors
-}
-
-/// One published host port range.
-struct Published<'a> {
-    service: &'a str,
-    host_ip: &'a str,
-    protocol: &'a str,
-    range: (u16, u16),
-}
-
-impl Published<'_> {
-    /// Whether both would bind the same port: overlapping ranges, one protocol, and the same
-    /// address or a wildcard on either side.
-    fn clashes_with(&self, other: &Published<'_>) -> bool {
-        let wildcard = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
-        let same_ip = wildcard(self.host_ip) || wildcard(other.host_ip) || self.host_ip == other.host_ip;
-        let overlap = self.range.0 <= other.range.1 && other.range.0 <= self.range.1;
-        same_ip && overlap && self.protocol == other.protocol
-    }
-}
-
-/// The same host port and protocol published twice on overlapping addresses.
-fn port_conflicts(published: &[Published<'_>], doc: &Node) -> Vec<SpecError> {
-    let mut errors = Vec::new();
-    for (i, a) in published.iter().enumerate() {
-        if let Some(b) = published[..i].iter().find(|b| a.clashes_with(b)) {
-            let port = a.range.0.max(b.range.0);
-            errors.push(SpecError::at(
-                Stage::Semantic,
-                &doc.locate(&format!("/services/{}/ports", a.service)).location,
-                format!("services.{}.ports", a.service),
-                format!(
-                    "host port {port}/{} is published twice: by service {:?} and by service {:?}",
-                    a.protocol, b.service, a.service
-                ),
             ));
         }
     }

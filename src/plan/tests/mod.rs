@@ -2,6 +2,7 @@
 //! hand-made image.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod files;
 mod mounts;
 
 use std::collections::BTreeMap;
@@ -38,7 +39,7 @@ pub(super) fn image(f: impl FnOnce(&mut RunConfig)) -> ImageRecord {
     }
 }
 
-fn fixture_with_env(yaml: &str, env: &[(&str, &str)]) -> Fixture {
+pub(super) fn fixture_with_env(yaml: &str, env: &[(&str, &str)]) -> Fixture {
     let dir = tempfile::Builder::new().prefix("berth-plan-").tempdir().unwrap();
     let file = dir.path().join("compose.yaml");
     std::fs::write(&file, yaml).unwrap();

@@ -43,7 +43,7 @@ pub(super) fn prepare(sys: &'static dyn Sys, spec: &ContainerSpec, dirs: &Contai
     dev::populate(&root, spec.shm_size)?;
     // Volumes before the init layer's files: a volume at /etc must not hide them (docker
     // sorts mounts by depth the same way).
-    volumes::mount_all(&root, &spec.mounts)?;
+    volumes::mount_all(&root, dirs, &spec.mounts)?;
     volumes::init_layer(&root, dirs)?;
     if !spec.privileged {
         kernfs::mask(&root)?;

@@ -1,4 +1,4 @@
-//! The init layer's files and the service's volumes, binds and tmpfs mounts.
+//! The init layer's files and the service's volumes, binds, tmpfs mounts, secrets and configs.
 
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
@@ -33,9 +33,19 @@ pub(super) fn init_layer(root: &Root, dirs: &ContainerDirs) -> Result<(), Failur
     Ok(())
 }
 
-pub(super) fn mount_all(root: &Root, mounts: &[Mount]) -> Result<(), Failure> {
+pub(super) fn mount_all(root: &Root, dirs: &ContainerDirs, mounts: &[Mount]) -> Result<(), Failure> {
     for m in mounts {
         match &m.kind {
+            MountKind::File { name, .. } => {
+                // The copy in the container's own directory, read-only: the container can read
+                // it and never change it, nor what berth writes there on its next start.
+                // nosuid: the mode is the stack file's to choose, a set-id bit never acts.
+                let at = root.ensure(&m.target, Kind::File)?;
+                let source = dirs.dir.join(name);
+                let attrs = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV;
+                rootfs::attach(root, rustix::fs::CWD, &source.to_string_lossy(), &at, attrs)
+                    .context(|| format!("bind {} at {}", source.display(), m.target))?;
+            }
             MountKind::Bind { source, create_host_path, propagation } => {
                 if !source.exists() {
                     if !create_host_path {

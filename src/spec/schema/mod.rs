@@ -3,7 +3,9 @@
 //! The schema (`schema/compose.schema.json`) serves editors and the loader alike, so both
 //! always agree on what a valid stack file is. Besides validating, it marks the keys berth
 //! accepts but does not implement yet (`"x-berth-support": "ignored"`), so the loader can
-//! warn about them by name.
+//! warn about them by name. A few keys are `"refused"`: `config` prints them as compose
+//! does, and `up` and `run` stop on them with the line (`external` secrets and configs, which
+//! live in a swarm; see `spec::preflight`).
 
 use std::collections::HashSet;
 use std::fmt;

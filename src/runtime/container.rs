@@ -98,7 +98,7 @@ impl Created {
             health: String::new(),
             restarts: previous.as_ref().map_or(0, |r| r.restarts),
         };
-        record.save(&container.dirs)?;
+        record.save_as(&container.dirs, !container.spec.rootfs.volatile)?;
         Ok(container)
     }
 

@@ -102,7 +102,7 @@ impl ContainerDirs {
                 self.write_file(name, source, *uid, *gid, *mode)?;
             }
         }
-        write_atomic(&self.dir.join("spec.json"), &serde_json::to_vec(spec).unwrap_or_default())
+        write_record(&self.dir.join("spec.json"), &serde_json::to_vec(spec).unwrap_or_default(), !spec.rootfs.volatile)
     }
 
     /// Writes the secret or config `name` (see [`MountKind::File`]) in the container's
@@ -238,7 +238,13 @@ pub struct ContainerRecord {
 impl ContainerRecord {
     /// Writes `state.json`, atomically: a reader sees the old record or the new one.
     pub fn save(&self, dirs: &ContainerDirs) -> Result<(), RuntimeError> {
-        write_atomic(&dirs.dir.join("state.json"), &serde_json::to_vec(self).unwrap_or_default())
+        self.save_as(dirs, true)
+    }
+
+    /// [`ContainerRecord::save`], fsynced only when `durable` (see
+    /// [`crate::fsutil::write_atomic_unsynced`] for the containers that are not).
+    pub fn save_as(&self, dirs: &ContainerDirs, durable: bool) -> Result<(), RuntimeError> {
+        write_record(&dirs.dir.join("state.json"), &serde_json::to_vec(self).unwrap_or_default(), durable)
     }
 
     /// `state.json` of `dirs`, when there is a readable one.
@@ -346,8 +352,13 @@ pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RuntimeError> {
-    crate::fsutil::write_atomic(path, data).map_err(|e| RuntimeError::io(path, e))
+fn write_record(path: &Path, data: &[u8], durable: bool) -> Result<(), RuntimeError> {
+    let written = if durable {
+        crate::fsutil::write_atomic(path, data)
+    } else {
+        crate::fsutil::write_atomic_unsynced(path, data)
+    };
+    written.map_err(|e| RuntimeError::io(path, e))
 }
 
 #[cfg(test)]

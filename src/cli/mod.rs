@@ -6,10 +6,13 @@ pub mod build;
 mod config;
 mod container;
 mod convert;
+mod down;
 mod events;
 mod format;
 mod graph;
 mod image;
+mod kill;
+mod lifecycle;
 mod logs;
 mod ls;
 mod port;
@@ -17,7 +20,9 @@ mod procs;
 mod ps;
 mod rm;
 mod run;
+mod scale;
 mod stats_total;
+mod supervise;
 mod up;
 mod volume;
 mod wait;
@@ -112,19 +117,19 @@ pub enum Command {
     /// Create the project's networks and start its containers under a supervisor.
     Up(up::UpArgs),
     /// Stop and remove the project's containers, networks and firewall rules.
-    Down(up::DownArgs),
+    Down(down::DownArgs),
     /// List the project's containers.
     Ps(ps::PsArgs),
     /// Stop services' containers (they stay down until started).
-    Stop(up::ServicesArgs),
+    Stop(lifecycle::ServicesArgs),
     /// Start services' stopped containers.
-    Start(up::ServicesArgs),
+    Start(lifecycle::ServicesArgs),
     /// Restart services' containers.
-    Restart(up::ServicesArgs),
+    Restart(lifecycle::ServicesArgs),
     /// Send a signal to services' containers (default SIGKILL).
-    Kill(up::KillArgs),
+    Kill(kill::KillArgs),
     /// Run N containers of services (`SERVICE=N`), leaving the others as they are.
-    Scale(up::ScaleArgs),
+    Scale(scale::ScaleArgs),
     /// Remove services' stopped containers.
     Rm(rm::RmArgs),
     /// Show the containers' output.
@@ -247,7 +252,7 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Command::Run(args) => run::run(&cli.global, args, &spawner),
             Command::Exec(args) => run::exec(&cli.global, args, &spawner),
             Command::Build(args) => build::build(&cli.global, args, &spawner).map(|()| 0),
-            Command::Supervise => up::supervise(&cli.global, spawner),
+            Command::Supervise => supervise::supervise(&cli.global, spawner),
             _ => Ok(0),
         };
     }
@@ -292,13 +297,13 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Stats(args) => container::stats(&cli.global, &args),
         Command::Top(args) => container::top(&cli.global, &args),
         Command::Up(_) => Ok(()),
-        Command::Down(args) => up::down(&cli.global, &args),
+        Command::Down(args) => down::down(&cli.global, &args),
         Command::Ps(args) => ps::ps(&cli.global, &args),
-        Command::Stop(args) => up::lifecycle(&cli.global, "stop", &args),
-        Command::Start(args) => up::lifecycle(&cli.global, "start", &args),
-        Command::Restart(args) => up::lifecycle(&cli.global, "restart", &args),
-        Command::Kill(args) => up::kill(&cli.global, &args),
-        Command::Scale(args) => up::scale(&cli.global, &args),
+        Command::Stop(args) => lifecycle::lifecycle(&cli.global, "stop", &args),
+        Command::Start(args) => lifecycle::lifecycle(&cli.global, "start", &args),
+        Command::Restart(args) => lifecycle::lifecycle(&cli.global, "restart", &args),
+        Command::Kill(args) => kill::kill(&cli.global, &args),
+        Command::Scale(args) => scale::scale(&cli.global, &args),
         Command::Rm(args) => rm::rm(&cli.global, &args),
         Command::Logs(args) => logs::logs(&cli.global, &args),
         Command::Watch(_) => Ok(()),

@@ -108,7 +108,7 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
     let loaded = load_project(&global.project_options())?;
     crate::timing::phase("load");
     let project = &loaded.project;
-    let lock = super::up::lock_project(global, &project.name)?;
+    let lock = super::supervise::lock_project(global, &project.name)?;
     let service = project.services.get(&args.service).ok_or_else(|| {
         let hint = crate::graph::did_you_mean(&args.service, project.services.keys().map(String::as_str))
             .map(|s| format!(" (did you mean {s:?}?)"))

@@ -45,7 +45,7 @@ pub(super) fn watch(global: &GlobalOptions, args: &WatchArgs) -> Result<u8, Fail
     if args.no_up {
         match control::request(&dir, &control::Request::Watch { services: args.services.clone() }) {
             Some(control::Reply::Done) => {}
-            Some(other) => return Err(failure(super::up::unexpected(other))),
+            Some(other) => return Err(failure(super::supervise::unexpected(other))),
             None => {
                 return Err(failure(anyhow!(
                     "project {} is not running: `berth watch` without --no-up starts it",

@@ -5,7 +5,7 @@ use anyhow::anyhow;
 
 use super::supervise::{failure, lock_project};
 use super::up::{Progress, progress_mode};
-use super::{Failure, GlobalOptions, load_project};
+use super::{Failure, GlobalOptions};
 use crate::image::Store;
 use crate::spec::Project;
 use crate::supervisor::control::Request;
@@ -31,7 +31,7 @@ pub struct DownArgs {
 }
 
 pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failure> {
-    let loaded = load_project(&global.project_options())?;
+    let loaded = super::load_named(global)?;
     let project = &loaded.project.name;
     let root = global.state_root();
     let dir = supervisor::project_dir(&root, project);

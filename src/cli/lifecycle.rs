@@ -4,7 +4,7 @@
 use anyhow::anyhow;
 
 use super::supervise::{failure, lock_project, start_supervisor, unexpected};
-use super::{Failure, GlobalOptions, load_project};
+use super::{Failure, GlobalOptions};
 use crate::supervisor::control::{Reply, Request};
 use crate::supervisor::{self, UpRequest, control, recover};
 
@@ -24,7 +24,7 @@ pub struct ServicesArgs {
 /// which runs the stopped containers it finds on disk again; `stop` ends what a killed
 /// supervisor left running.
 pub(super) fn lifecycle(global: &GlobalOptions, command: &str, args: &ServicesArgs) -> Result<(), Failure> {
-    let loaded = load_project(&global.project_options())?;
+    let loaded = super::load_named(global)?;
     let project = &loaded.project;
     super::check_services(project, &args.services)?;
     let root = global.state_root();

@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Failure, GlobalOptions, load_project};
+use super::{Failure, GlobalOptions};
 use crate::supervisor::logs::{self, Line};
 use crate::supervisor::{self, SupervisorRecord};
 use crate::timing::rfc3339;
@@ -163,7 +163,7 @@ impl LogView {
 }
 
 pub(super) fn logs(global: &GlobalOptions, args: &LogsArgs) -> Result<(), Failure> {
-    let loaded = load_project(&global.project_options())?;
+    let loaded = super::load_named(global)?;
     let project = &loaded.project;
     let root = global.state_root();
     let invalid = |e: String| Failure { code: super::EXIT_INVALID, error: anyhow::anyhow!(e) };

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Failure, GlobalOptions, emit, load_project};
+use super::{Failure, GlobalOptions, emit};
 use crate::runtime::state;
 use crate::supervisor::status::{ContainerStatus, now_nanos};
 use crate::supervisor::{self, control};
@@ -79,7 +79,7 @@ pub(super) fn containers(global: &GlobalOptions, project: &str) -> Vec<Container
 }
 
 pub(super) fn ps(global: &GlobalOptions, args: &PsArgs) -> Result<(), Failure> {
-    let loaded = load_project(&global.project_options())?;
+    let loaded = super::load_named(global)?;
     let mut list = containers(global, &loaded.project.name);
     list.retain(|c| {
         (args.all || c.state != "exited")

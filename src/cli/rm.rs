@@ -2,7 +2,7 @@
 //! their anonymous volumes — as compose's `rm` does. Running containers are left alone unless
 //! `-s` stops them first.
 
-use super::{Failure, GlobalOptions, load_project};
+use super::{Failure, GlobalOptions};
 use crate::runtime::state;
 use crate::supervisor::control::{Reply, Request};
 use crate::supervisor::{self, control, recover};
@@ -24,7 +24,7 @@ pub struct RmArgs {
 }
 
 pub(super) fn rm(global: &GlobalOptions, args: &RmArgs) -> Result<(), Failure> {
-    let loaded = load_project(&global.project_options())?;
+    let loaded = super::load_named(global)?;
     let project = &loaded.project;
     super::check_services(project, &args.services)?;
     let root = global.state_root();

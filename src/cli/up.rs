@@ -68,6 +68,12 @@ pub struct UpArgs {
     /// Run the services' `develop.watch` rules; with -d the supervisor keeps watching.
     #[arg(short = 'w', long)]
     pub watch: bool,
+    /// Pull images first: `always`, `missing` or `never` (over each service's `pull_policy`).
+    #[arg(long, value_name = "POLICY", value_parser = ["always", "missing", "never"])]
+    pub pull: Option<String>,
+    /// Pull images without progress output.
+    #[arg(long)]
+    pub quiet_pull: bool,
     /// Only these services (and, unless --no-deps, what they depend on).
     pub services: Vec<String>,
 }
@@ -93,9 +99,10 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
         .services
         .iter()
         .filter(|(_, s)| s.build.is_none())
-        .filter_map(|(name, s)| Some((name.clone(), (s.image.clone()?, s.pull_policy.clone()))))
+        .filter_map(|(name, s)| Some((name.clone(), (s.image.clone()?, args.pull.clone().or(s.pull_policy.clone())))))
         .collect();
-    ensure_images(&crate::image::ensure::StoreSource { store: &store }, &wanted).map_err(failure)?;
+    let source = crate::image::ensure::StoreSource { store: &store, quiet: args.quiet_pull };
+    ensure_images(&source, &wanted).map_err(failure)?;
     // Held until the supervisor answered: a second `up` waits, then finds it and converges.
     let lock = lock_project(global, &project.name)?;
     crate::volume::ensure_project(&root, project).map_err(failure)?;

@@ -54,6 +54,13 @@ fn run_detached_prints_the_name_and_keeps_the_container_running() {
     assert!(is_alive(pid), "its process {pid} is gone");
     let out = ok(&project, &["ps", "-a", "--format", "json"]);
     assert!(out.contains("berth-run-detach-one"), "ps -a does not list it: {out}");
+    let out = ok(&project, &["ps", "--filter", "status=running", "--no-trunc"]);
+    assert!(out.contains("berth-run-detach-one"), "ps --filter status=running: {out}");
+    assert!(out.contains("while :; do sleep 0.1; done"), "ps --no-trunc cut the command: {out}");
+    let out = ok(&project, &["ps", "--filter", "status=exited"]);
+    assert!(!out.contains("berth-run-detach-one"), "ps --filter status=exited lists a running one: {out}");
+    let bad = project.berth(&["ps", "--filter", "name=x"]);
+    assert_eq!(bad.status.code(), Some(2), "an unknown ps filter is bad input");
     // `-p NAME down` with no stack file finds the project by its name, as compose does.
     let out = Command::new(env!("CARGO_BIN_EXE_berth"))
         .arg("--root")

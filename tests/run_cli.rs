@@ -165,3 +165,28 @@ fn version_has_compose_forms() {
     assert_eq!(out.status.code(), Some(2), "a bad flag exits 2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("unexpected argument '--no-such-flag'"));
 }
+
+#[test]
+fn logs_since_and_until_take_rfc3339() {
+    let project = Project::new(
+        "berth-run-logs",
+        &service("app", "network_mode: none\ncommand: [\"sh\", \"-c\", \"echo logged-line; sleep 100\"]"),
+    );
+    project.up();
+    let mut all = String::new();
+    for _ in 0..100 {
+        all = ok(&project, &["logs", "--no-log-prefix"]);
+        if all.contains("logged-line") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(all.contains("logged-line"), "the line never reached the log: {all:?}");
+    let since = ok(&project, &["logs", "--no-log-prefix", "--since", "2000-01-01T00:00:00Z"]);
+    assert!(since.contains("logged-line"), "--since in RFC 3339 hid a later line: {since:?}");
+    let until = ok(&project, &["logs", "--no-log-prefix", "--until", "2000-01-01T00:00:00Z"]);
+    assert!(!until.contains("logged-line"), "--until in RFC 3339 showed a later line: {until:?}");
+    let later = ok(&project, &["logs", "--no-log-prefix", "--until", "2999-01-01T00:00:00Z"]);
+    assert!(later.contains("logged-line"), "--until in the future hid the line: {later:?}");
+    project.down();
+}

@@ -61,7 +61,7 @@ pub(super) fn watch(global: &GlobalOptions, args: &WatchArgs) -> Result<u8, Fail
     let shown: Vec<String> = if args.quiet { vec![String::from("\u{0}none")] } else { watched };
     let mut view = LogView::new(&root, project, &shown, style);
     view.add_file("watch", supervisor::watching::watch_log(&dir));
-    view.catch_up(Some(0), None)?;
+    view.catch_up(Some(0), None, None)?;
     loop {
         view.poll()?;
         if signal_arrived(&signals) {

@@ -82,7 +82,7 @@ pub(super) fn build_service(
 ) -> Result<Built, Failure> {
     let request = crate::build::request(project, service, options)
         .map_err(|e| Failure { code: EXIT_INVALID, error: e.into() })?;
-    let images = StoreSource { store };
+    let images = StoreSource { store, quiet: false };
     let quiet = options.quiet;
     let progress = |line: &str| {
         if !quiet {

@@ -83,7 +83,7 @@ fn running(global: &GlobalOptions, services: &[String]) -> Result<Vec<Running>, 
 /// `pause` (`frozen`) or `unpause`: compose prints each container's name as it goes.
 pub(super) fn pause(global: &GlobalOptions, args: &PauseArgs, frozen: bool) -> Result<(), Failure> {
     let project = load_project(&global.project_options())?.project.name;
-    let _lock = super::up::lock_project(global, &project)?;
+    let _lock = super::supervise::lock_project(global, &project)?;
     let containers = running(global, &args.services)?;
     let mut out = std::io::stdout().lock();
     for c in &containers {

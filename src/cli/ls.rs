@@ -51,6 +51,12 @@ pub(super) fn record_config_files(dir: &Path, options: &crate::spec::ProjectOpti
     Ok(())
 }
 
+/// The absolute stack files the project's supervisor was last started with.
+pub(super) fn recorded_config_files(dir: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(dir.join(CONFIG_FILES)).unwrap_or_default();
+    text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect()
+}
+
 fn config_files(dir: &Path) -> String {
     let text = std::fs::read_to_string(dir.join(CONFIG_FILES)).unwrap_or_default();
     text.lines().filter(|l| !l.is_empty()).collect::<Vec<_>>().join(",")

@@ -7,20 +7,27 @@ mod config;
 mod container;
 mod convert;
 mod cp;
+mod down;
 mod events;
 mod format;
 mod graph;
 mod image;
 mod image_store;
+mod kill;
+mod lifecycle;
 mod logs;
 mod ls;
+mod oneoff;
 mod port;
 mod procs;
 mod ps;
 mod rm;
 mod run;
+mod scale;
 mod stats_total;
+mod supervise;
 mod up;
+mod version;
 mod volume;
 mod wait;
 mod watch;
@@ -114,19 +121,19 @@ pub enum Command {
     /// Create the project's networks and start its containers under a supervisor.
     Up(up::UpArgs),
     /// Stop and remove the project's containers, networks and firewall rules.
-    Down(up::DownArgs),
+    Down(down::DownArgs),
     /// List the project's containers.
     Ps(ps::PsArgs),
     /// Stop services' containers (they stay down until started).
-    Stop(up::ServicesArgs),
+    Stop(lifecycle::ServicesArgs),
     /// Start services' stopped containers.
-    Start(up::ServicesArgs),
+    Start(lifecycle::ServicesArgs),
     /// Restart services' containers.
-    Restart(up::ServicesArgs),
+    Restart(lifecycle::ServicesArgs),
     /// Send a signal to services' containers (default SIGKILL).
-    Kill(up::KillArgs),
+    Kill(kill::KillArgs),
     /// Run N containers of services (`SERVICE=N`), leaving the others as they are.
-    Scale(up::ScaleArgs),
+    Scale(scale::ScaleArgs),
     /// Remove services' stopped containers.
     Rm(rm::RmArgs),
     /// Show the containers' output.
@@ -152,6 +159,8 @@ pub enum Command {
     Volume(volume::VolumeCommand),
     /// List the project's volumes.
     Volumes(volume::VolumesArgs),
+    /// Show berth's version.
+    Version(version::VersionArgs),
     /// The project's supervisor (started by `up -d`).
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -253,6 +262,13 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Supervise => crate::fault::set_command("supervisor"),
         _ => {}
     }
+    // `run -d` forks before anything else: its child goes on as the container's owner.
+    if let Command::Run(args) = &cli.command
+        && args.detach
+        && let Some(code) = oneoff::detach()?
+    {
+        return Ok(code);
+    }
     // Commands that make processes in containers fork the spawner first, while berth still
     // has a single thread.
     if let Command::Run(_) | Command::Exec(_) | Command::Build(_) | Command::Supervise = &cli.command {
@@ -267,7 +283,7 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Command::Run(args) => run::run(&cli.global, args, &spawner),
             Command::Exec(args) => run::exec(&cli.global, args, &spawner),
             Command::Build(args) => build::build(&cli.global, args, &spawner).map(|()| 0),
-            Command::Supervise => up::supervise(&cli.global, spawner),
+            Command::Supervise => supervise::supervise(&cli.global, spawner),
             _ => Ok(0),
         };
     }
@@ -286,7 +302,12 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
 /// Makes (or tightens) the state root before any command touches it (see `secure_fs`); the
 /// commands that only read stack files leave it alone, so they work for any user.
 fn secure_state_root(cli: &Cli) {
-    if let Command::Config(_) | Command::Graph(_) | Command::Convert(_) | Command::Completion { .. } = &cli.command {
+    if let Command::Config(_)
+    | Command::Graph(_)
+    | Command::Convert(_)
+    | Command::Completion { .. }
+    | Command::Version(_) = &cli.command
+    {
         return;
     }
     let root = cli.global.state_root();
@@ -312,13 +333,13 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Stats(args) => container::stats(&cli.global, &args),
         Command::Top(args) => container::top(&cli.global, &args),
         Command::Up(_) => Ok(()),
-        Command::Down(args) => up::down(&cli.global, &args),
+        Command::Down(args) => down::down(&cli.global, &args),
         Command::Ps(args) => ps::ps(&cli.global, &args),
-        Command::Stop(args) => up::lifecycle(&cli.global, "stop", &args),
-        Command::Start(args) => up::lifecycle(&cli.global, "start", &args),
-        Command::Restart(args) => up::lifecycle(&cli.global, "restart", &args),
-        Command::Kill(args) => up::kill(&cli.global, &args),
-        Command::Scale(args) => up::scale(&cli.global, &args),
+        Command::Stop(args) => lifecycle::lifecycle(&cli.global, "stop", &args),
+        Command::Start(args) => lifecycle::lifecycle(&cli.global, "start", &args),
+        Command::Restart(args) => lifecycle::lifecycle(&cli.global, "restart", &args),
+        Command::Kill(args) => kill::kill(&cli.global, &args),
+        Command::Scale(args) => scale::scale(&cli.global, &args),
         Command::Rm(args) => rm::rm(&cli.global, &args),
         Command::Logs(args) => logs::logs(&cli.global, &args),
         Command::Watch(_) => Ok(()),
@@ -330,6 +351,7 @@ fn dispatch_plain(cli: Cli) -> Result<(), Failure> {
         Command::Export(args) => cp::export(&cli.global, &args),
         Command::Volume(cmd) => volume::dispatch(&cli.global, cmd),
         Command::Volumes(args) => volume::volumes(&cli.global, &args),
+        Command::Version(args) => version::version(&args),
         Command::Run(_) | Command::Exec(_) | Command::Build(_) | Command::Supervise | Command::Wait(_) => Ok(()),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
@@ -345,6 +367,45 @@ pub(crate) fn check_services(project: &spec::Project, services: &[String]) -> Re
         Some(service) => Err(Failure { code: EXIT_INVALID, error: anyhow::anyhow!("no such service: {service:?}") }),
         None => Ok(()),
     }
+}
+
+/// Loads the project of a command that needs no stack file (`down`, `ps`, `logs`, `stop`,
+/// `start`, `rm`): the one found as usual, else, with `-p NAME` and no `-f`, as compose finds a
+/// project by its name: from the stack files its last `up` recorded in the state root.
+pub(crate) fn load_named(global: &GlobalOptions) -> Result<Loaded, Failure> {
+    let options = global.project_options();
+    match spec::load(&options) {
+        Ok(loaded) => {
+            print_warnings(&loaded.warnings);
+            Ok(loaded)
+        }
+        Err(e) => {
+            let Some(name) = global.project_name.as_deref().filter(|_| global.files.is_empty()) else {
+                return Err(e.into());
+            };
+            let dir = crate::supervisor::project_dir(&global.state_root(), name);
+            let files = ls::recorded_config_files(&dir);
+            match crate::supervisor::UpRequest::load_last(&dir) {
+                Some(last) if !files.is_empty() => {
+                    load_project(&ProjectOptions { project_name: Some(name.to_owned()), files, ..last.options })
+                }
+                // No stack file to read: the project is its name alone, found by its containers
+                // (as compose finds it by their labels); commands act on what exists.
+                _ if project_exists(&global.state_root(), name) => Ok(Loaded {
+                    project: spec::Project { name: name.to_owned(), ..spec::Project::default() },
+                    warnings: Vec::new(),
+                    document: spec::yaml::Node::new(spec::yaml::Value::Null),
+                }),
+                _ => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Whether the state root has a container (running or kept) of project `name`.
+fn project_exists(root: &std::path::Path, name: &str) -> bool {
+    crate::runtime::state::list(root)
+        .is_ok_and(|found| found.iter().any(|f| f.spec.as_ref().is_some_and(|s| s.project == name)))
 }
 
 /// Loads the project and prints its warnings to stderr.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Failure, GlobalOptions, emit, load_project};
+use super::{Failure, GlobalOptions, emit};
 use crate::runtime::state;
 use crate::supervisor::status::{ContainerStatus, now_nanos};
 use crate::supervisor::{self, control};
@@ -26,6 +26,12 @@ pub struct PsArgs {
     /// Only containers in this state (`running`, `exited`, `restarting`; repeatable).
     #[arg(long)]
     pub status: Vec<String>,
+    /// Filter by a property: `status=STATE` (compose's only filter).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub filter: Option<String>,
+    /// Do not truncate the COMMAND column.
+    #[arg(long)]
+    pub no_trunc: bool,
     /// Only these services.
     pub service_names: Vec<String>,
 }
@@ -79,11 +85,23 @@ pub(super) fn containers(global: &GlobalOptions, project: &str) -> Vec<Container
 }
 
 pub(super) fn ps(global: &GlobalOptions, args: &PsArgs) -> Result<(), Failure> {
-    let loaded = load_project(&global.project_options())?;
+    let mut status = args.status.clone();
+    if let Some(filter) = &args.filter {
+        match filter.split_once('=') {
+            Some(("status", state)) => status.push(state.to_owned()),
+            _ => {
+                return Err(Failure {
+                    code: super::EXIT_INVALID,
+                    error: anyhow::anyhow!("invalid filter {filter:?}: only status=STATE is supported, as in compose"),
+                });
+            }
+        }
+    }
+    let loaded = super::load_named(global)?;
     let mut list = containers(global, &loaded.project.name);
     list.retain(|c| {
         (args.all || c.state != "exited")
-            && (args.status.is_empty() || args.status.contains(&c.state))
+            && (status.is_empty() || status.contains(&c.state))
             && (args.service_names.is_empty() || args.service_names.contains(&c.service))
     });
     if args.services {
@@ -106,7 +124,7 @@ pub(super) fn ps(global: &GlobalOptions, args: &PsArgs) -> Result<(), Failure> {
         rows.push([
             c.name.clone(),
             c.image.clone(),
-            format!("{:?}", truncate(&c.command, 20)),
+            format!("{:?}", if args.no_trunc { c.command.clone() } else { truncate(&c.command, 20) }),
             c.service.clone(),
             format!("{} ago", human_duration(created)),
             status_text(c, now),

@@ -2,7 +2,7 @@
 //! their anonymous volumes — as compose's `rm` does. Running containers are left alone unless
 //! `-s` stops them first.
 
-use super::{Failure, GlobalOptions, load_project};
+use super::{Failure, GlobalOptions};
 use crate::runtime::state;
 use crate::supervisor::control::{Reply, Request};
 use crate::supervisor::{self, control, recover};
@@ -24,25 +24,25 @@ pub struct RmArgs {
 }
 
 pub(super) fn rm(global: &GlobalOptions, args: &RmArgs) -> Result<(), Failure> {
-    let loaded = load_project(&global.project_options())?;
+    let loaded = super::load_named(global)?;
     let project = &loaded.project;
     super::check_services(project, &args.services)?;
     let root = global.state_root();
     let dir = supervisor::project_dir(&root, &project.name);
-    let _lock = super::up::lock_project(global, &project.name)?;
+    let _lock = super::supervise::lock_project(global, &project.name)?;
     let failure = |e: anyhow::Error| Failure { code: 1, error: e };
     if args.stop {
         let stop = Request::Stop { timeout: None, services: args.services.clone() };
         match control::request(&dir, &stop) {
             Some(Reply::Done) => {}
-            Some(other) => return Err(failure(super::up::unexpected(other))),
+            Some(other) => return Err(failure(super::supervise::unexpected(other))),
             None => recover::reap(&root, &project.name).map_err(|e| failure(e.into()))?,
         }
     }
     let rm = Request::Rm { volumes: args.volumes, services: args.services.clone() };
     let removed: Vec<String> = match control::request(&dir, &rm) {
         Some(Reply::Removed(removed)) => removed,
-        Some(other) => return Err(failure(super::up::unexpected(other))),
+        Some(other) => return Err(failure(super::supervise::unexpected(other))),
         // No supervisor: the stopped containers are on disk alone. One-off containers are
         // not `rm`'s, as in compose (`down` removes them).
         None => {

@@ -2,7 +2,7 @@
 //! (a process in a running container). Both relay the process's exit status as their own.
 
 use std::io::IsTerminal;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::anyhow;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -34,6 +34,40 @@ pub struct RunArgs {
     /// Keep stdin attached (the default, as in compose).
     #[arg(short = 'i', long, default_value_t = true)]
     pub interactive: bool,
+    /// Allocate a pseudo-TTY even when stdin is not a terminal (default: when it is).
+    #[arg(short = 't', long, conflicts_with = "no_tty")]
+    pub tty: bool,
+    /// Run the container in the background and print its name; it is kept until `down`
+    /// (or removed when it exits, with --rm).
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Do not start the service's dependencies.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Publish a container port to the host (`[IP:][HOST:]CONTAINER[/PROTO]`, repeatable).
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub publish: Vec<String>,
+    /// Publish the service's `ports` too (by default `run` publishes none of them).
+    #[arg(short = 'P', long)]
+    pub service_ports: bool,
+    /// Mount a volume or bind a host path (`SOURCE:TARGET[:ro]`, repeatable).
+    #[arg(short = 'v', long, value_name = "VOLUME")]
+    pub volume: Vec<String>,
+    /// Build the service's image before starting it.
+    #[arg(long)]
+    pub build: bool,
+    /// Pull the image: `always`, `missing`, `never`, or `policy` (the service's pull_policy).
+    #[arg(long, value_name = "POLICY", value_parser = ["always", "missing", "never", "policy"])]
+    pub pull: Option<String>,
+    /// Pull images without progress output.
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Add a Linux capability (repeatable).
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability (repeatable).
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
     /// The service.
     pub service: String,
     /// The command and its arguments (default: the service's).
@@ -54,7 +88,7 @@ pub struct ProcessFlags {
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
     /// Disable pseudo-TTY allocation (default: a TTY when stdin is a terminal).
-    #[arg(short = 'T', long = "no-TTY")]
+    #[arg(short = 'T', long = "no-TTY", visible_alias = "no-tty")]
     pub no_tty: bool,
 }
 
@@ -72,6 +106,9 @@ pub struct ExecArgs {
     /// Accepted for compatibility: stdin is always attached.
     #[arg(short = 'i', long, default_value_t = true)]
     pub interactive: bool,
+    /// Allocate a pseudo-TTY even when stdin is not a terminal (default: when it is).
+    #[arg(short = 't', long, conflicts_with = "no_tty")]
+    pub tty: bool,
     /// The service.
     pub service: String,
     /// The command and its arguments.
@@ -105,29 +142,41 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
     let root = global.state_root();
     clean_stale(&root);
     crate::timing::phase("clean_stale");
-    let loaded = load_project(&global.project_options())?;
+    let options = global.project_options();
+    let loaded = load_project(&options)?;
     crate::timing::phase("load");
     let project = &loaded.project;
-    let lock = super::up::lock_project(global, &project.name)?;
     let service = project.services.get(&args.service).ok_or_else(|| {
         let hint = crate::graph::did_you_mean(&args.service, project.services.keys().map(String::as_str))
             .map(|s| format!(" (did you mean {s:?}?)"))
             .unwrap_or_default();
         invalid(anyhow!("no such service: {:?}{hint}", args.service))
     })?;
-    // `run` publishes no ports: what matters is the service's secrets and configs.
+    // The service's secrets and configs, before anything starts.
     crate::spec::preflight::check(project, &loaded.document, [args.service.as_str()])?;
+    let service = &super::oneoff::adjust_service(project, service, args)?;
+    if !args.no_deps {
+        super::oneoff::start_dependencies(global, options, project, service, args, spawner)?;
+    }
+    let lock = super::supervise::lock_project(global, &project.name)?;
     let image_name = service
         .image_name(&project.name)
         .ok_or_else(|| invalid(anyhow!("service {:?} has neither an image nor a build section", args.service)))?;
     let store = Store::open(&root).map_err(failure)?;
-    // As compose does, a service's image is built when it is missing.
-    if service.build.is_some() && store.resolve(&image_name).map_err(failure)?.is_none() {
+    // As compose does, a service's image is built when it is missing (or with --build).
+    if service.build.is_some() && (args.build || store.resolve(&image_name).map_err(failure)?.is_none()) {
         super::build::build_service(&root, &store, spawner, project, service, &crate::build::BuildOptions::default())?;
     }
-    let image = prepare_image(&store, &args.service, &image_name, service.pull_policy.as_deref())?;
+    let image = prepare_image(&store, &args.service, &image_name, service.pull_policy.as_deref(), args.quiet_pull)?;
     crate::timing::phase("image");
-    let tty = !args.process.no_tty && std::io::stdin().is_terminal();
+    let detached = super::oneoff::is_detached();
+    // `-t` asks for a TTY whatever stdin is; `-T` for none; a detached run has no terminal.
+    let tty = !detached && !args.process.no_tty && (args.tty || std::io::stdin().is_terminal());
+    // compose names one-off containers <project>-<service>-run-<12 hex digits>.
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => format!("{}-{}-run-{}", project.name, args.service, launch::random_hex(6).map_err(invalid)?),
+    };
     let overrides = RunOverrides {
         command: (!args.command.is_empty()).then(|| args.command.clone()),
         entrypoint: match &args.entrypoint {
@@ -138,12 +187,8 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
         user: args.process.user.clone(),
         workdir: args.process.workdir.clone(),
         tty: Some(tty),
-        interactive: args.interactive,
-        // compose names one-off containers <project>-<service>-run-<12 hex digits>.
-        name: Some(match &args.name {
-            Some(name) => name.clone(),
-            None => format!("{}-{}-run-{}", project.name, args.service, launch::random_hex(6).map_err(invalid)?),
-        }),
+        interactive: args.interactive && !detached,
+        name: Some(name.clone()),
         index: 1,
     };
     let layer_links = image
@@ -164,7 +209,13 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
         host_hosts: &host_hosts,
         host_hostname: &host_hostname,
     };
-    let stdio = (!tty).then_some([0, 1, 2]);
+    // A detached one-off's output goes to a file in the project's directory; its stdin is
+    // /dev/null (the detached process's own).
+    let log = if detached { Some(super::oneoff::detached_log(&root, &project.name, &name)?) } else { None };
+    let stdio = match &log {
+        Some(log) => Some([0, log.as_raw_fd(), log.as_raw_fd()]),
+        None => (!tty).then_some([0, 1, 2]),
+    };
     let options = StartOptions { stdio, die_with_parent: true, oneoff: true };
     // The image must not be pruned while the container runs from its layers.
     let _in_use = store.gc_lock(false).map_err(failure)?;
@@ -178,8 +229,18 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
             LaunchError::Network(e) => failure(e),
             LaunchError::Runtime(e) => start_failure(e),
         })?;
+    drop(log);
     let planned = container.spec.clone();
+    let published = match super::oneoff::publish(&root, service, &planned) {
+        Ok(published) => published,
+        Err(e) => {
+            let _ = container.destroy();
+            launch::release(&root, &planned);
+            return Err(e);
+        }
+    };
     drop(lock);
+    super::oneoff::started(&name);
     crate::timing::phase("started");
     let status = match container.pty.take() {
         Some(master) => {
@@ -191,6 +252,7 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
         None => wait_forwarding(&container.pidfd, &forwarded, |s| container.signal(s)).and_then(|()| container.wait()),
     };
     crate::timing::phase("exited");
+    drop(published);
     let status = status.map_err(failure);
     let removed = if args.rm {
         container.destroy().map_err(failure)
@@ -221,7 +283,7 @@ pub(super) fn exec(global: &GlobalOptions, args: &ExecArgs, spawner: &Spawner) -
     let root = global.state_root();
     let loaded = load_project(&global.project_options())?;
     let target = exec::find(&root, &loaded.project.name, &args.service, args.index).map_err(failure)?;
-    let tty = !args.process.no_tty && std::io::stdin().is_terminal();
+    let tty = !args.process.no_tty && (args.tty || std::io::stdin().is_terminal());
     let base = &target.spec.process;
     let mut env = base.env.clone();
     for item in &args.process.env {
@@ -318,8 +380,9 @@ fn prepare_image(
     service: &str,
     image: &str,
     policy: Option<&str>,
+    quiet: bool,
 ) -> Result<crate::image::ImageRecord, Failure> {
-    let source = StoreSource { store };
+    let source = StoreSource { store, quiet };
     let wanted = std::iter::once((service.to_string(), (image.to_string(), policy.map(str::to_string)))).collect();
     ensure_images(&source, &wanted).map_err(image_failure)?;
     store

@@ -1,19 +1,15 @@
-//! `berth up` and `berth down`: start the project's supervisor, and stop it (or clean up after
-//! it when it died).
-
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Command as Process, Stdio};
+//! `berth up`: load the project, build and pull its images, and have its supervisor (started
+//! here, or the running one) converge on it; then attach, or wait, or return.
 
 use anyhow::anyhow;
 
+use super::supervise::{converge, failure, lock_project, running_supervisor, start_supervisor};
 use super::{EXIT_INVALID, Failure, GlobalOptions, load_project};
 use crate::image::Store;
 use crate::image::ensure::ensure_images;
 use crate::runtime::spawner::Spawner;
 use crate::spec::{Project, ProjectOptions};
-use crate::supervisor::control::{Reply, Request};
-use crate::supervisor::{self, SupervisorRecord, UpReport, UpRequest, control, recover};
+use crate::supervisor::{UpReport, UpRequest};
 
 /// `berth up`.
 #[derive(Debug, Default, clap::Args)]
@@ -72,45 +68,14 @@ pub struct UpArgs {
     /// Run the services' `develop.watch` rules; with -d the supervisor keeps watching.
     #[arg(short = 'w', long)]
     pub watch: bool,
+    /// Pull images first: `always`, `missing` or `never` (over each service's `pull_policy`).
+    #[arg(long, value_name = "POLICY", value_parser = ["always", "missing", "never"])]
+    pub pull: Option<String>,
+    /// Pull images without progress output.
+    #[arg(long)]
+    pub quiet_pull: bool,
     /// Only these services (and, unless --no-deps, what they depend on).
     pub services: Vec<String>,
-}
-
-/// `berth down`.
-#[derive(Debug, clap::Args)]
-pub struct DownArgs {
-    /// Seconds to wait for containers to stop before killing them (default: each service's
-    /// `stop_grace_period`, else 10).
-    #[arg(short = 't', long)]
-    pub timeout: Option<u64>,
-    /// Remove the project's named volumes (not external ones) too.
-    #[arg(short = 'v', long)]
-    pub volumes: bool,
-    /// Remove the services' images too: `all`, or `local` (only the images of built services
-    /// without an `image:` name).
-    #[arg(long, value_name = "TYPE", value_parser = ["all", "local"])]
-    pub rmi: Option<String>,
-    /// Accepted for compose's sake: `down` always removes every container of the project.
-    #[arg(long)]
-    pub remove_orphans: bool,
-}
-
-/// The environment variable that carries the readiness pipe's descriptor to the supervisor.
-const READY_FD_VAR: &str = "BERTH_READY_FD";
-
-fn failure(e: impl Into<anyhow::Error>) -> Failure {
-    Failure { code: 1, error: e.into() }
-}
-
-/// Takes `project`'s lock, which every command that changes the project holds while it does,
-/// waiting (and saying so) while another command holds it. The supervisor never holds it: it
-/// takes its orders one at a time on its control socket.
-pub(super) fn lock_project(global: &GlobalOptions, project: &str) -> Result<crate::fsutil::ProjectLock, Failure> {
-    let dir = supervisor::project_dir(&global.state_root(), project);
-    crate::fsutil::ProjectLock::acquire(&dir, || {
-        eprintln!("Waiting for another berth command on project {project} to finish...");
-    })
-    .map_err(|e| failure(anyhow!("locking project {project}: {e}")))
 }
 
 pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
@@ -141,9 +106,10 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
         .services
         .iter()
         .filter(|(_, s)| s.build.is_none())
-        .filter_map(|(name, s)| Some((name.clone(), (s.image.clone()?, s.pull_policy.clone()))))
+        .filter_map(|(name, s)| Some((name.clone(), (s.image.clone()?, args.pull.clone().or(s.pull_policy.clone())))))
         .collect();
-    ensure_images(&crate::image::ensure::StoreSource { store: &store }, &wanted).map_err(failure)?;
+    let source = crate::image::ensure::StoreSource { store: &store, quiet: args.quiet_pull };
+    ensure_images(&source, &wanted).map_err(failure)?;
     // Held until the supervisor answered: a second `up` waits, then finds it and converges.
     let lock = lock_project(global, &project.name)?;
     crate::volume::ensure_project(&root, project).map_err(failure)?;
@@ -205,8 +171,21 @@ fn started_services(project: &Project, args: &UpArgs) -> Result<Vec<String>, Fai
     Ok(graph.with_dependencies(&args.services).map_err(failure)?.into_iter().collect())
 }
 
+/// Warns, before anything starts, about each limit a pure v2 host does not delegate the
+/// controller for: the containers run without it (the supervisor's own warning goes to its log).
+fn warn_undelegated_limits(project: &Project) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    for (name, service) in &project.services {
+        let Ok(resources) = crate::plan::service_resources(service) else { continue };
+        for message in crate::runtime::cgroups::undelegated_limits(&resources).unwrap_or_default() {
+            let _ = writeln!(err, "warning: service {name:?}: {message}");
+        }
+    }
+}
+
 /// The request `up` sends its supervisor, checked against the loaded project.
-fn up_request(options: ProjectOptions, project: &Project, args: &UpArgs) -> Result<UpRequest, Failure> {
+pub(super) fn up_request(options: ProjectOptions, project: &Project, args: &UpArgs) -> Result<UpRequest, Failure> {
     let invalid = |message: String| Failure { code: EXIT_INVALID, error: anyhow!(message) };
     let mut scale = std::collections::BTreeMap::new();
     for entry in &args.scale {
@@ -235,107 +214,9 @@ fn up_request(options: ProjectOptions, project: &Project, args: &UpArgs) -> Resu
     })
 }
 
-/// The project directory of `project` when its supervisor runs and answers; a supervisor
-/// that runs but does not answer is killed (its leftovers are cleaned by the fresh start).
-fn running_supervisor(root: &std::path::Path, project: &str) -> Option<std::path::PathBuf> {
-    let record = SupervisorRecord::load(root, project).filter(SupervisorRecord::is_running)?;
-    let dir = supervisor::project_dir(root, project);
-    if control::request(&dir, &Request::Ping).is_some() {
-        return Some(dir);
-    }
-    recover::kill_and_wait(record.pid);
-    None
-}
-
-/// `up` on a running project: the supervisor changes what differs.
-fn converge(dir: &std::path::Path, request: &UpRequest) -> Result<UpReport, Failure> {
-    match control::request(dir, &Request::Up(Box::new(request.clone()))) {
-        Some(Reply::Up(report)) => Ok(*report),
-        Some(other) => Err(failure(unexpected(other))),
-        None => Err(failure(anyhow!("the project's supervisor stopped answering"))),
-    }
-}
-
-/// A reply that is not the one the request asks for: the supervisor's error, or a mismatch.
-pub(super) fn unexpected(reply: Reply) -> anyhow::Error {
-    match reply {
-        Reply::Error(error) => anyhow!("{error}"),
-        other => anyhow!("unexpected answer from the supervisor: {other:?}"),
-    }
-}
-
-/// Starts the project's supervisor with `request` on its standard input and waits for its
-/// report.
-/// Warns, before anything starts, about each limit a pure v2 host does not delegate the
-/// controller for: the containers run without it (the supervisor's own warning goes to its log).
-fn warn_undelegated_limits(project: &Project) {
-    use std::io::Write as _;
-    let mut err = std::io::stderr().lock();
-    for (name, service) in &project.services {
-        let Ok(resources) = crate::plan::service_resources(service) else { continue };
-        for message in crate::runtime::cgroups::undelegated_limits(&resources).unwrap_or_default() {
-            let _ = writeln!(err, "warning: service {name:?}: {message}");
-        }
-    }
-}
-
-fn start_supervisor(
-    global: &GlobalOptions,
-    root: &std::path::Path,
-    project: &str,
-    request: &UpRequest,
-) -> Result<UpReport, Failure> {
-    let dir = supervisor::project_dir(root, project);
-    // A supervisor that died left containers running: they end now, kept, stopped, for the
-    // new one to adopt.
-    recover::reap(root, project).map_err(failure)?;
-    crate::secure_fs::private_dir(&dir).map_err(failure)?;
-    let _ = super::ls::record_config_files(&dir, &request.options);
-    let log = crate::secure_fs::create_private(&dir.join("supervisor.log")).map_err(failure)?;
-    let (read_end, write_end) = nix::unistd::pipe().map_err(failure)?;
-    nix::fcntl::fcntl(&read_end, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(failure)?;
-    let mut command = Process::new("/proc/self/exe");
-    command.arg("--root").arg(root);
-    if let Some(progress) = &global.progress {
-        command.arg("--progress").arg(progress);
-    }
-    // `ps` and `top` show the supervisor as `berth` (argv[0] here, its comm in `supervise`).
-    std::os::unix::process::CommandExt::arg0(&mut command, "berth");
-    command
-        .arg("__supervise")
-        .env(READY_FD_VAR, write_end.as_raw_fd().to_string())
-        .stdin(Stdio::piped())
-        .stdout(log.try_clone().map_err(failure)?)
-        .stderr(log);
-    let ready_fd = write_end.as_raw_fd();
-    // The supervisor outlives this command: it must not inherit what this command was given
-    // (a caller's lock file, say, which it would then hold for the project's life). Only the
-    // standard descriptors and the ready pipe cross the exec.
-    // SAFETY: the closure runs in the forked child before exec and makes only two
-    // async-signal-safe system calls, touching no memory of the parent's.
-    unsafe { std::os::unix::process::CommandExt::pre_exec(&mut command, move || only_stdio_and(ready_fd)) };
-    let mut child = command.spawn().map_err(failure)?;
-    drop(write_end);
-    crate::fault::point("after-spawn");
-    if let Some(mut stdin) = child.stdin.take() {
-        serde_json::to_writer(&mut stdin, request).map_err(failure)?;
-    }
-    let answer = read_answer(std::fs::File::from(read_end), &mut child).map_err(failure)?;
-    let answer = answer.trim();
-    if answer.starts_with('{') {
-        return serde_json::from_str(answer).map_err(|e| failure(anyhow!("the supervisor's answer: {e}")));
-    }
-    let reason = if answer.is_empty() {
-        format!("the supervisor exited without starting; see {}", dir.join("supervisor.log").display())
-    } else {
-        answer.to_owned()
-    };
-    Err(failure(anyhow!("{reason}")))
-}
-
 /// compose's progress lines, on standard error as compose writes them: one per container with
 /// what happened to it, after the warnings.
-fn show_progress(global: &GlobalOptions, report: &UpReport) {
+pub(super) fn show_progress(global: &GlobalOptions, report: &UpReport) {
     for warning in &report.warnings {
         eprintln!("WARN[0000] {warning}");
     }
@@ -411,307 +292,4 @@ fn wait_until_ready(
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-}
-
-pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failure> {
-    let loaded = load_project(&global.project_options())?;
-    let project = &loaded.project.name;
-    let root = global.state_root();
-    let dir = supervisor::project_dir(&root, project);
-    let _lock = lock_project(global, project)?;
-    let containers = super::ps::containers(global, project);
-    let networks: Vec<String> = crate::network::store::NetworkStore::lock(&root)
-        .and_then(|store| store.all())
-        .map(|all| all.into_iter().filter(|n| &n.project == project).map(|n| n.name).collect())
-        .unwrap_or_default();
-    if let Some(record) = SupervisorRecord::load(&root, project).filter(SupervisorRecord::is_running) {
-        match control::request(&dir, &Request::Down { timeout: args.timeout, volumes: args.volumes }) {
-            Some(_) => recover::wait_for_exit(record.pid),
-            None => recover::kill_and_wait(record.pid),
-        }
-    }
-    crate::fault::point("after-supervisor");
-    // What is left (one-off containers, or everything after a supervisor was killed): its
-    // anonymous volumes go with `-v`, as compose's `down -v` removes them.
-    let anonymous: Vec<String> = if args.volumes {
-        crate::runtime::state::list(&root)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|f| f.spec.as_ref())
-            .filter(|s| &s.project == project)
-            .flat_map(crate::plan::mounts::anonymous_volumes)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    // Every step is tried whatever failed before it; the failures are reported together, and
-    // what failed is still recorded, so a second `down` finishes the job.
-    let mut failures: Vec<String> = Vec::new();
-    if let Err(e) = recover::clean(&root, project) {
-        failures.push(e.to_string());
-    }
-    recover::remove_volumes(&root, &anonymous);
-    let mode = progress_mode(global);
-    let say = |what: &str, name: &str, done: &str| match mode {
-        Progress::Quiet => {}
-        Progress::Plain => eprintln!(" {what} {name}  {done}"),
-        Progress::Tty => eprintln!(" \u{2714} {what} {name}  {done}"),
-    };
-    for container in &containers {
-        say("Container", &container.name, "Removed");
-    }
-    for network in &networks {
-        say("Network", network, "Removed");
-    }
-    if args.volumes {
-        for (key, volume) in loaded.project.volumes.iter().filter(|(_, v)| !v.external) {
-            let name = if volume.name.is_empty() { format!("{project}_{key}") } else { volume.name.clone() };
-            if !root.join("volumes").join(&name).is_dir() {
-                continue;
-            }
-            // By descriptor: the tree is the containers'.
-            match crate::volume::remove_unchecked(&root, &name) {
-                Ok(_) => say("Volume", &name, "Removed"),
-                Err(e) => failures.push(format!("volume {name}: {e}")),
-            }
-        }
-    }
-    if let Some(which) = args.rmi.as_deref() {
-        remove_images(&root, &loaded.project, which, &mut failures, &say);
-    }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        for message in &failures {
-            eprintln!("error: {message}");
-        }
-        Err(failure(anyhow!("{} removal(s) failed; `berth down` again retries them", failures.len())))
-    }
-}
-
-/// `down --rmi`: the services' images (`local`: only those berth named itself, built services
-/// without `image:`).
-fn remove_images(
-    root: &std::path::Path,
-    project: &Project,
-    which: &str,
-    failures: &mut Vec<String>,
-    say: &dyn Fn(&str, &str, &str),
-) {
-    let store = match Store::open(root) {
-        Ok(store) => store,
-        Err(e) => return failures.push(e.to_string()),
-    };
-    {
-        let images: std::collections::BTreeSet<String> = project
-            .services
-            .values()
-            .filter(|s| which == "all" || s.image.is_none())
-            .filter_map(|s| s.image_name(&project.name))
-            .collect();
-        for image in &images {
-            match store.resolve(image).and_then(|found| found.map(|_| store.remove(image)).transpose()) {
-                Ok(Some(_)) => say("Image", image, "Removed"),
-                Ok(None) => {}
-                Err(e) => failures.push(format!("image {image}: {e}")),
-            }
-        }
-    }
-}
-
-/// The supervisor's one-line report. The pipe's write end outlives the supervisor in its
-/// spawner, so its death is noticed by waiting for it, not by end of file.
-fn read_answer(mut pipe: std::fs::File, child: &mut std::process::Child) -> std::io::Result<String> {
-    use std::os::fd::AsFd;
-    let mut answer = Vec::new();
-    loop {
-        let mut fds = [nix::poll::PollFd::new(pipe.as_fd(), nix::poll::PollFlags::POLLIN)];
-        let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0);
-        if ready > 0 {
-            let mut chunk = [0u8; 4096];
-            let n = pipe.read(&mut chunk)?;
-            answer.extend_from_slice(&chunk[..n]);
-            if n == 0 || answer.ends_with(b"\n") {
-                break;
-            }
-        } else if child.try_wait()?.is_some() {
-            break;
-        }
-    }
-    Ok(String::from_utf8_lossy(&answer).into_owned())
-}
-
-/// In a child about to exec: marks every descriptor above the standard three close-on-exec,
-/// except `keep`.
-fn only_stdio_and(keep: i32) -> std::io::Result<()> {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors.
-    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: clears FD_CLOEXEC on one descriptor of this process; no memory is touched.
-    if unsafe { libc::fcntl(keep, libc::F_SETFD, 0) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The hidden `__supervise` command `up -d` starts.
-pub(super) fn supervise(global: &GlobalOptions, spawner: Spawner) -> Result<u8, Failure> {
-    let _ = nix::unistd::setsid();
-    // Run as /proc/self/exe, its comm would be `exe`.
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    let _ = unsafe { libc::prctl(libc::PR_SET_NAME, c"berth".as_ptr()) };
-    let ready = std::env::var(READY_FD_VAR).ok().and_then(|v| v.parse::<i32>().ok()).map(|fd| {
-        // SAFETY: `up` passed this descriptor, open and ours alone, for exactly this use.
-        std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })
-    });
-    // SAFETY: single-threaded here apart from the spawner, which reads no environment.
-    unsafe { std::env::remove_var(READY_FD_VAR) };
-    let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).map_err(failure)?;
-    let request: UpRequest = serde_json::from_str(&text).map_err(|e| failure(anyhow!("the up request: {e}")))?;
-    supervisor::run(&global.state_root(), request, spawner, ready).map_err(failure)?;
-    Ok(0)
-}
-
-/// `berth stop`, `berth start`, `berth restart`.
-#[derive(Debug, clap::Args)]
-pub struct ServicesArgs {
-    /// Seconds to wait for containers to stop before killing them (stop, restart; default:
-    /// each service's `stop_grace_period`, else 10).
-    #[arg(short = 't', long)]
-    pub timeout: Option<u64>,
-    /// Only these services (default: all).
-    pub services: Vec<String>,
-}
-
-/// Sends `stop`, `start` or `restart` to the project's supervisor and waits until it is done.
-/// With no supervisor running, `start` and `restart` start one from the last `up`'s request,
-/// which runs the stopped containers it finds on disk again; `stop` ends what a killed
-/// supervisor left running.
-pub(super) fn lifecycle(global: &GlobalOptions, command: &str, args: &ServicesArgs) -> Result<(), Failure> {
-    let loaded = load_project(&global.project_options())?;
-    let project = &loaded.project;
-    super::check_services(project, &args.services)?;
-    let root = global.state_root();
-    let dir = supervisor::project_dir(&root, &project.name);
-    if command == "start" {
-        check_created(&root, &project.name, &args.services)?;
-    }
-    let _lock = lock_project(global, &project.name)?;
-    let (timeout, services) = (args.timeout, args.services.clone());
-    let request = match command {
-        "start" => Request::Start { services },
-        "restart" => Request::Restart { timeout, services },
-        _ => Request::Stop { timeout, services },
-    };
-    match control::request(&dir, &request) {
-        Some(Reply::Done) => Ok(()),
-        Some(other) => Err(failure(unexpected(other))),
-        None => {
-            recover::reap(&root, &project.name).map_err(failure)?;
-            crate::fault::point("after-reap");
-            if command == "stop" {
-                return Ok(());
-            }
-            check_created(&root, &project.name, &args.services)?;
-            let mut request = UpRequest::load_last(&dir)
-                .ok_or_else(|| failure(anyhow!("no container found for project {:?}: not found", project.name)))?;
-            request.services.clone_from(&args.services);
-            request.resume = true;
-            request.force_recreate = false;
-            start_supervisor(global, &root, &project.name, &request).map(drop)
-        }
-    }
-}
-
-/// compose's refusal to `start` what was never created: a project without containers, or a
-/// named service without one.
-fn check_created(root: &std::path::Path, project: &str, services: &[String]) -> Result<(), Failure> {
-    let found: Vec<String> = crate::runtime::state::list(root)
-        .map_err(failure)?
-        .into_iter()
-        .filter_map(|f| f.spec.filter(|s| s.project == project && f.record.as_ref().is_some_and(|r| !r.oneoff)))
-        .map(|s| s.service)
-        .collect();
-    if found.is_empty() {
-        return Err(failure(anyhow!("no container found for project {project:?}: not found")));
-    }
-    if let Some(missing) = services.iter().find(|s| !found.contains(s)) {
-        return Err(failure(anyhow!("no such service: {missing:?}: not found")));
-    }
-    Ok(())
-}
-
-/// `berth kill`.
-#[derive(Debug, clap::Args)]
-pub struct KillArgs {
-    /// The signal (`SIGKILL`, `KILL`, `9`, …).
-    #[arg(short = 's', long, default_value = "SIGKILL")]
-    pub signal: String,
-    /// Only these services (default: all).
-    pub services: Vec<String>,
-}
-
-/// Sends a signal to the project's containers through its supervisor.
-pub(super) fn kill(global: &GlobalOptions, args: &KillArgs) -> Result<(), Failure> {
-    let signal = parse_signal(&args.signal)
-        .ok_or_else(|| Failure { code: EXIT_INVALID, error: anyhow!("invalid signal: {:?}", args.signal) })?;
-    let loaded = load_project(&global.project_options())?;
-    let dir = supervisor::project_dir(&global.state_root(), &loaded.project.name);
-    let _lock = lock_project(global, &loaded.project.name)?;
-    let request = Request::Kill { signal: signal.as_str().to_owned(), services: args.services.clone() };
-    match control::request(&dir, &request) {
-        Some(Reply::Done) => Ok(()),
-        Some(other) => Err(failure(unexpected(other))),
-        None => Err(failure(anyhow!("project {} is not running", loaded.project.name))),
-    }
-}
-
-/// A signal by name (`SIGHUP`, `HUP`, any case) or number.
-fn parse_signal(text: &str) -> Option<nix::sys::signal::Signal> {
-    if let Ok(number) = text.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(number).ok();
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    name.parse().ok()
-}
-
-/// `berth scale`.
-#[derive(Debug, clap::Args)]
-pub struct ScaleArgs {
-    /// Do not start the services' dependencies.
-    #[arg(long)]
-    pub no_deps: bool,
-    /// `SERVICE=N` (one or more).
-    #[arg(required = true, value_name = "SERVICE=N")]
-    pub scales: Vec<String>,
-}
-
-/// `berth scale`: `up --no-recreate --scale …` of the named services, on the running project.
-pub(super) fn scale(global: &GlobalOptions, args: &ScaleArgs) -> Result<(), Failure> {
-    let options = global.project_options();
-    let loaded = load_project(&options)?;
-    let project = &loaded.project;
-    let up_args = UpArgs {
-        detach: true,
-        no_recreate: true,
-        no_deps: args.no_deps,
-        scale: args.scales.clone(),
-        services: args
-            .scales
-            .iter()
-            .map(|s| s.split_once('=').map_or(s.as_str(), |(name, _)| name).to_owned())
-            .collect(),
-        ..UpArgs::default()
-    };
-    let request = up_request(options, project, &up_args)?;
-    let root = global.state_root();
-    let _lock = lock_project(global, &project.name)?;
-    let dir = running_supervisor(&root, &project.name)
-        .ok_or_else(|| failure(anyhow!("project {} is not running: `berth up -d` starts it", project.name)))?;
-    let report = converge(&dir, &request)?;
-    show_progress(global, &report);
-    Ok(())
 }

@@ -77,9 +77,9 @@ pub(super) fn wait(global: &GlobalOptions, args: &WaitArgs) -> Result<u8, Failur
         std::thread::sleep(Duration::from_millis(50));
     }
     if args.down_project {
-        super::up::down(
+        super::down::down(
             global,
-            &super::up::DownArgs { timeout: None, volumes: false, rmi: None, remove_orphans: false },
+            &super::down::DownArgs { timeout: None, volumes: false, rmi: None, remove_orphans: false },
         )?;
     }
     // An exit status is a byte, as the shell sees it.

@@ -45,7 +45,7 @@ pub(super) fn watch(global: &GlobalOptions, args: &WatchArgs) -> Result<u8, Fail
     if args.no_up {
         match control::request(&dir, &control::Request::Watch { services: args.services.clone() }) {
             Some(control::Reply::Done) => {}
-            Some(other) => return Err(failure(super::up::unexpected(other))),
+            Some(other) => return Err(failure(super::supervise::unexpected(other))),
             None => {
                 return Err(failure(anyhow!(
                     "project {} is not running: `berth watch` without --no-up starts it",
@@ -61,7 +61,7 @@ pub(super) fn watch(global: &GlobalOptions, args: &WatchArgs) -> Result<u8, Fail
     let shown: Vec<String> = if args.quiet { vec![String::from("\u{0}none")] } else { watched };
     let mut view = LogView::new(&root, project, &shown, style);
     view.add_file("watch", supervisor::watching::watch_log(&dir));
-    view.catch_up(Some(0), None)?;
+    view.catch_up(Some(0), None, None)?;
     loop {
         view.poll()?;
         if signal_arrived(&signals) {

@@ -85,6 +85,8 @@ fn decide(source: &dyn ImageSource, service: &str, reference: &Reference, policy
 pub struct StoreSource<'a> {
     /// The store.
     pub store: &'a Store,
+    /// Pull without progress output (`--quiet-pull`).
+    pub quiet: bool,
 }
 
 impl ImageSource for StoreSource<'_> {
@@ -100,7 +102,7 @@ impl ImageSource for StoreSource<'_> {
         let options = registry::PullOptions {
             insecure_registries: Vec::new(),
             docker_config: None,
-            progress: registry::Progress::Auto,
+            progress: if self.quiet { registry::Progress::Quiet } else { registry::Progress::Auto },
             platform: None,
         };
         runtime.block_on(registry::pull(self.store, reference, &options)).map(|_| ())

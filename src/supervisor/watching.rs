@@ -303,7 +303,7 @@ fn build_image(shared: &Shared, request: &UpRequest, service: &str) -> Result<Op
     let Some(config) = project.services.get(service).filter(|s| s.build.is_some()) else { return Ok(None) };
     let options = crate::build::BuildOptions { quiet: true, ..crate::build::BuildOptions::default() };
     let build_request = crate::build::request(&project, config, &options).map_err(|e| e.to_string())?;
-    let images = crate::image::ensure::StoreSource { store: &shared.store };
+    let images = crate::image::ensure::StoreSource { store: &shared.store, quiet: false };
     let quiet = |_: &str| {};
     let builder = crate::build::Builder {
         state_root: &shared.root,

@@ -128,7 +128,7 @@ impl LogFile {
         if writer.dropped > 0 {
             // Room again: the gap is said where it is, in the log itself.
             let note = format!(
-                "berth: {} records of output were lost here: {}",
+                "berth: {} record(s) of output were lost here: {}",
                 writer.dropped,
                 writer.error.as_ref().map(ToString::to_string).unwrap_or_default()
             );

@@ -110,10 +110,11 @@ mkdir -p "$work/soakcrash"
 echo "== 2. $CRASHERS containers in a crash loop for ${SOAK_SECS}s (samples every ${SAMPLE_SECS}s)"
 "$berth" --root "$root" -f "$work/soakcrash/compose.yaml" up -d >"$work/up.log" 2>&1 || { fail "crash loop: up -d"; cat "$work/up.log"; }
 sup=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$root/projects/soakcrash/supervisor.json")
-# The spawner: the supervisor's child running the same command line.
+# The spawner: the supervisor's first child running the same command line (a container being
+# cloned is one too, for a moment, and comes later).
 spawner=""
-for child in $(cat /proc/"$sup"/task/*/children 2>/dev/null); do
-  if cmp -s /proc/"$sup"/cmdline /proc/"$child"/cmdline; then spawner=$child; fi
+for child in $(cat /proc/"$sup"/task/*/children 2>/dev/null | tr ' ' '\n' | sort -n); do
+  if cmp -s /proc/"$sup"/cmdline /proc/"$child"/cmdline; then spawner=$child; break; fi
 done
 start=$(date +%s)
 : >"$work/samples" ; : >"$work/starts"

@@ -481,7 +481,7 @@ fn a_full_disk_during_a_pull_is_a_clear_error_and_leaves_the_store_consistent() 
     for (size, phase) in [("512k", "download"), ("2m", "unpack")] {
         let tmpfs = support::SmallTmpfs::mount(size);
         let store = Store::open(tmpfs.path()).unwrap();
-        let docker_config = std::env::temp_dir().join("berth-enospc-docker-config.json");
+        let docker_config = tmpfs.path().join("docker-config.json");
         std::fs::write(&docker_config, "{}").unwrap();
         let opts =
             PullOptions { docker_config: Some(docker_config), progress: Progress::Quiet, ..PullOptions::default() };

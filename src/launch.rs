@@ -43,15 +43,13 @@ pub enum Networks<'a> {
     /// container's network namespace sees that one's /etc files, as in docker: its names,
     /// its resolver.
     Replica(&'a BTreeMap<String, NetworkRecord>),
-    /// A one-off (`run`, the builder's RUN), on the service's networks, made when missing and
-    /// left for `down`, as compose does.
-    OneOff {
-        /// The project whose networks these are.
-        project: &'a Project,
-        /// Keep the planned resolv.conf (the host's resolvers) rather than the project's DNS
-        /// server: a build's RUN, as `docker build`, whose project's supervisor may not run yet.
-        host_resolvers: bool,
-    },
+    /// A one-off (`run`), on the service's networks, made when missing and left for `down`,
+    /// as compose does.
+    OneOff(&'a Project),
+    /// A build's RUN, on the build's own network (made and removed by the build, never the
+    /// project's), with the planned resolv.conf — the host's resolvers, as `docker build` —
+    /// rather than a project DNS server.
+    Build(&'a BTreeMap<String, NetworkRecord>),
 }
 
 /// What to plan: the inputs of [`plan::container_spec`] and the networks to join.
@@ -89,13 +87,14 @@ pub fn plan(
                 spec.hostname = joined.hostname;
             }
         }
-        (Networks::OneOff { project, host_resolvers }, NamespaceMode::Private) if !service.networks.is_empty() => {
+        (Networks::OneOff(project), NamespaceMode::Private) if !service.networks.is_empty() => {
             let networks = setup::ensure_networks(state_root, project, service.networks.keys().map(String::as_str))?;
-            let resolv_conf = host_resolvers.then(|| spec.etc.resolv_conf.clone());
             setup::attach_spec(state_root, &mut spec, service, &networks, true)?;
-            if let Some(resolv_conf) = resolv_conf {
-                spec.etc.resolv_conf = resolv_conf;
-            }
+        }
+        (Networks::Build(networks), NamespaceMode::Private) if !service.networks.is_empty() => {
+            let resolv_conf = spec.etc.resolv_conf.clone();
+            setup::attach_spec(state_root, &mut spec, service, networks, true)?;
+            spec.etc.resolv_conf = resolv_conf;
         }
         _ => {}
     }

@@ -145,7 +145,7 @@ fn a_run_that_deletes_hides_what_the_layers_below_have() {
 }
 
 #[test]
-fn run_reaches_the_outside_through_the_project_networks_nat() {
+fn run_reaches_the_outside_through_the_build_networks_nat() {
     let outside = Outside::new("berth-test-build-outside");
     let project = Project::new("bnat", "  app:\n    build: .\n");
     // A nonce: a cached step would not connect again.

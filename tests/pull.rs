@@ -4,6 +4,8 @@
 //! (owners, device nodes) and the tools: docker-registry, skopeo, umoci, curl, python3.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::fs::File;
 use std::io::Read;
 use std::net::TcpListener;
@@ -467,4 +469,38 @@ fn a_corrupt_blob_is_refused_and_nothing_is_recorded() {
     assert_eq!(env.store.list().unwrap().len(), 0);
     assert_eq!(env.layer_dirs(), 0);
     assert!(!env.store.has_blob(&blob.parse().unwrap()));
+}
+
+#[test]
+fn a_full_disk_during_a_pull_is_a_clear_error_and_leaves_the_store_consistent() {
+    let reg = Registry::start();
+    reg.push_fixture("busybox", "berth/busybox:latest", &[]);
+    let reference = reg.reference("berth/busybox");
+    // The layer blob is about 1 MB compressed and 2.1 MB unpacked: 512 KiB fills during its
+    // download, 2 MiB during its unpacking.
+    for (size, phase) in [("512k", "download"), ("2m", "unpack")] {
+        let tmpfs = support::SmallTmpfs::mount(size);
+        let store = Store::open(tmpfs.path()).unwrap();
+        let docker_config = tmpfs.path().join("docker-config.json");
+        std::fs::write(&docker_config, "{}").unwrap();
+        let opts =
+            PullOptions { docker_config: Some(docker_config), progress: Progress::Quiet, ..PullOptions::default() };
+        let pull = || tokio::runtime::Runtime::new().unwrap().block_on(registry::pull(&store, &reference, &opts));
+        let err = pull().unwrap_err().to_string();
+        assert!(err.contains("No space left on device"), "{phase}: {err}");
+        println!("ENOSPC pull ({phase}): {err}");
+        assert_eq!(store.list().unwrap().len(), 0, "{phase}: no image is recorded");
+        assert!(store.resolve(&reference.to_string()).unwrap().is_none(), "{phase}: nothing is named");
+        let problems = support::store_problems(tmpfs.path());
+        assert!(problems.is_empty(), "{phase}: {problems:#?}");
+        tmpfs.resize("16m");
+        let report = pull().unwrap();
+        assert!(store.resolve(&reference.to_string()).unwrap().is_some(), "{phase}: pulled with room");
+        assert_eq!(report.layers_unpacked, 1);
+        // This process's store is still open: its own staging directory is in use, not left.
+        let own = format!("/images/tmp/{}-", std::process::id());
+        let problems: Vec<_> =
+            support::store_problems(tmpfs.path()).into_iter().filter(|p| !p.contains(&own)).collect();
+        assert!(problems.is_empty(), "{phase}, after the pull with room: {problems:#?}");
+    }
 }

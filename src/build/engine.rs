@@ -69,6 +69,10 @@ pub struct Builder<'a> {
     pub images: &'a dyn ImageSource,
     /// Where progress lines go.
     pub progress: &'a dyn Fn(&str),
+    /// Set when the build is to stop (Ctrl-C): checked between steps, and a running RUN is
+    /// killed. The build then fails with [`BuildError::Interrupted`], having removed what it
+    /// made.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Builder<'_> {
@@ -119,7 +123,6 @@ impl Builder<'_> {
         }
         let context = super::context::SourceTree::context(&req.context, dockerfile_path.as_deref())
             .map_err(|source| BuildError::Copy { file: file.clone(), line: 0, instruction: "COPY", source })?;
-        let network = default_network(req.project, &req.service);
         let mut run = Run {
             builder: self,
             req,
@@ -133,26 +136,27 @@ impl Builder<'_> {
                 spawner: self.spawner,
                 project: req.project,
                 service: &req.service,
-                network,
+                network: std::cell::RefCell::new(None),
+                cancel: self.cancel,
                 context: &req.context,
             },
             ran: 0,
             cached: 0,
         };
-        let state = run.stages(&df)?;
-        let record = run.commit(state)?;
+        let result = run.stages(&df).and_then(|state| run.commit(state));
+        // The build's network goes with the build, however it ended.
+        if let Some(network) = run.run_ctx.network.take() {
+            let name = network.name();
+            if let Err(e) = network.remove() {
+                run.progress(&format!(
+                    "[{}] warning: could not remove build network {name}: {e} (the next build removes it)",
+                    req.service
+                ));
+            }
+        }
+        let record = result?;
         Ok(Built { record, ran: run.ran, cached: run.cached })
     }
-}
-
-/// The network RUN containers join: the project's `default`, else the service's first.
-fn default_network<'p>(project: &'p Project, service: &str) -> Option<&'p str> {
-    if let Some((key, _)) = project.networks.get_key_value("default") {
-        return Some(key.as_str());
-    }
-    let service = project.services.get(service)?;
-    let first = crate::network::setup::attachment_order(service).into_iter().next()?;
-    project.networks.get_key_value(first).map(|(k, _)| k.as_str())
 }
 
 impl Run<'_, '_> {
@@ -252,6 +256,9 @@ impl Run<'_, '_> {
         };
         self.progress(&format!("{} FROM {}", step(1), stage.base));
         for (k, ins) in stage.instructions.iter().enumerate() {
+            if self.run_ctx.cancelled() {
+                return Err(BuildError::Interrupted);
+            }
             let prefix = step(k + 2);
             let described = state::describe(&ins.kind);
             self.progress(&format!("{prefix} {described}"));

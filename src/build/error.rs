@@ -115,6 +115,9 @@ pub enum BuildError {
         /// The cause.
         source: nix::Error,
     },
+    /// The build was interrupted (Ctrl-C, SIGTERM); what it made is removed.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl BuildError {

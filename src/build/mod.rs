@@ -11,6 +11,7 @@ mod glob;
 pub(crate) mod in_root;
 pub mod layer_tar;
 pub mod mounted;
+pub mod network;
 pub mod run_step;
 mod service;
 pub mod state;

@@ -1,16 +1,22 @@
 //! RUN: the command runs in an ordinary berth container made from the stage so far — the same
-//! namespaces, cgroup, init layer and defaults as a service's — on the project's default
-//! network, so package managers reach their registries through the network's NAT. The
+//! namespaces, cgroup, init layer and defaults as a service's — on the build's own network
+//! (see [`super::network`]), so package managers reach their registries through its NAT. The
 //! container's overlay upper directory, once the command exited 0, is the step's layer.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::os::fd::AsRawFd;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
 
 use super::BuildError;
 use super::dockerfile::Flag;
+use super::network::BuildNetwork;
 use super::state::StageState;
 use crate::image::{Digest, ImageRecord, Store};
 use crate::launch::{self, LaunchError, Networks, PlanContext, RunOverrides};
@@ -32,10 +38,29 @@ pub struct RunContext<'a> {
     pub project: &'a Project,
     /// The service being built (names the containers).
     pub service: &'a str,
-    /// The network key RUN containers join; `None`: loopback only.
-    pub network: Option<&'a str>,
+    /// The build's own network, made at the first RUN that wants one; the build removes it
+    /// when it ends.
+    pub network: RefCell<Option<BuildNetwork>>,
+    /// Set (by a signal handler) when the build is to stop: a running RUN is killed.
+    pub cancel: Option<&'a AtomicBool>,
     /// The build context, for `--mount=type=bind`.
     pub context: &'a Path,
+}
+
+impl RunContext<'_> {
+    /// Whether the build was asked to stop.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+
+    /// The build network, made if this is the first RUN that needs it.
+    fn ensure_network(&self) -> Result<(), BuildError> {
+        let mut slot = self.network.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(BuildNetwork::make(self.state_root)?);
+        }
+        Ok(())
+    }
 }
 
 /// What a RUN needs beyond the stage: its argv and `--mount`/`--network` flags.
@@ -160,7 +185,11 @@ pub fn run(
         config: state.config.clone(),
         host_binds: Vec::new(),
     };
-    let network = ctx.network.filter(|_| !command.no_network);
+    if !command.no_network {
+        ctx.ensure_network()?;
+    }
+    let slot = ctx.network.borrow();
+    let network = slot.as_ref().filter(|_| !command.no_network);
     let mut service = Service {
         name: ctx.service.to_owned(),
         entrypoint: Some(command.argv),
@@ -170,8 +199,8 @@ pub fn run(
         environment: state.run_args().into_iter().map(|(k, v)| (k, Some(v))).collect(),
         ..Service::default()
     };
-    if let Some(key) = network {
-        service.networks.insert(key.to_owned(), None);
+    if let Some(network) = network {
+        service.networks.insert(network.key().to_owned(), None);
     }
     let layer_links = state
         .layers
@@ -199,11 +228,12 @@ pub fn run(
         ..RunOverrides::default()
     };
     // The build talks to the outside world with the host's resolvers, as `docker build` does.
+    let none = BTreeMap::new();
     let request = launch::Plan {
         ctx: plan_ctx,
         service: &service,
         overrides,
-        networks: Networks::OneOff { project: ctx.project, host_resolvers: true },
+        networks: Networks::Build(network.map_or(&none, BuildNetwork::networks)),
     };
     let mounts = command.mounts;
     run_container(ctx, &request, mounts, output)
@@ -236,18 +266,7 @@ fn run_container(
     // Only the container holds the pipe's write end now: its end is the end of the output.
     drop(writer);
     drop(null);
-    let mut lines = BufReader::new(File::from(reader));
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match lines.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&line);
-                output(text.trim_end_matches(['\n', '\r']));
-            }
-        }
-    }
+    let cancelled = forward_output(ctx, &container, File::from(reader), output) || ctx.cancelled();
     let status = container.wait();
     let moved = match &status {
         Ok(s) if s.code == 0 => Some(take_upper(ctx.store, &container.dirs.upper())),
@@ -258,12 +277,63 @@ fn run_container(
     if let Some(taken) = &taken {
         launch::release(ctx.state_root, taken);
     }
+    if cancelled {
+        if let Some(Ok(staging)) = &moved {
+            let _ = std::fs::remove_dir_all(staging);
+        }
+        return Err(BuildError::Interrupted);
+    }
     let status = status?;
     destroyed?;
     match moved {
         Some(staging) => Ok(RunResult { status, staging: staging? }),
         None => Ok(RunResult { status, staging: PathBuf::new() }),
     }
+}
+
+/// Passes the container's output on line by line until its end (the container exited). Checks
+/// the cancel flag between reads and kills the container when it is set; returns whether it did.
+fn forward_output(
+    ctx: &RunContext<'_>,
+    container: &crate::runtime::container::Container,
+    mut reader: File,
+    output: &dyn Fn(&str),
+) -> bool {
+    let mut cancelled = false;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let emit = |line: &[u8]| output(String::from_utf8_lossy(line).trim_end_matches(['\n', '\r']));
+    loop {
+        if !cancelled && ctx.cancelled() {
+            // PID 1 gone, the kernel kills the rest of its namespace: the pipe's last writers.
+            let _ = container.signal(Signal::SIGKILL);
+            cancelled = true;
+        }
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(200u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                pending.extend_from_slice(&buf[..n]);
+                let mut start = 0;
+                while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+                    emit(&pending[start..start + end + 1]);
+                    start += end + 1;
+                }
+                pending.drain(..start);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if !pending.is_empty() {
+        emit(&pending);
+    }
+    cancelled
 }
 
 /// Moves the container's upper directory into the store's staging area (the same filesystem)

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::anyhow;
 
@@ -62,6 +63,7 @@ pub(super) fn build(global: &GlobalOptions, args: &BuildArgs, spawner: &Spawner)
         .filter(|s| args.services.is_empty() || args.services.contains(&s.name))
         .collect();
     let root = global.state_root();
+    stop_on_signals();
     // A build killed in a RUN leaves that container's directory: removed like `run`'s.
     super::run::clean_stale(&root);
     let store = Store::open(&root).map_err(failure)?;
@@ -69,6 +71,30 @@ pub(super) fn build(global: &GlobalOptions, args: &BuildArgs, spawner: &Spawner)
         build_service(&root, &store, spawner, project, service, &options)?;
     }
     Ok(())
+}
+
+/// Set by the first SIGINT or SIGTERM `berth build` receives: the build stops at its next step
+/// (a running RUN is killed) and removes what it made, its network among them.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    // A second signal does not wait for the build to wind down.
+    if STOP.swap(true, Ordering::SeqCst) {
+        // SAFETY: _exit is async-signal-safe and takes no pointer.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// Lets Ctrl-C (and SIGTERM) end `berth build` through [`STOP`] rather than kill it with its
+/// network made. A handler, not a blocked mask, so every thread and no container is affected
+/// (an exec resets handlers).
+fn stop_on_signals() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(SigHandler::Handler(on_stop_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
+        let _ = unsafe { sigaction(signal, &action) };
+    }
 }
 
 /// Builds one service's image and names it; progress on stderr.
@@ -89,10 +115,15 @@ pub(super) fn build_service(
             eprintln!("{line}");
         }
     };
-    let builder = Builder { state_root: root, store, spawner, images: &images, progress: &progress };
+    let builder =
+        Builder { state_root: root, store, spawner, images: &images, progress: &progress, cancel: Some(&STOP) };
     let started = std::time::Instant::now();
-    let built =
-        builder.build(&request).map_err(|e| failure(anyhow!("service {:?}: build failed: {e}", service.name)))?;
+    let built = builder.build(&request).map_err(|e| match e {
+        crate::build::BuildError::Interrupted => {
+            Failure { code: 130, error: anyhow!("service {:?}: build interrupted", service.name) }
+        }
+        e => failure(anyhow!("service {:?}: build failed: {e}", service.name)),
+    })?;
     if !quiet {
         let name = request.names.first().map(|n| n.familiar()).unwrap_or_default();
         eprintln!(

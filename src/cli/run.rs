@@ -219,8 +219,7 @@ pub(super) fn run(global: &GlobalOptions, args: &RunArgs, spawner: &Spawner) -> 
     let options = StartOptions { stdio, die_with_parent: true, oneoff: true };
     // The image must not be pruned while the container runs from its layers.
     let _in_use = store.gc_lock(false).map_err(failure)?;
-    let request =
-        launch::Plan { ctx, service, overrides, networks: Networks::OneOff { project, host_resolvers: false } };
+    let request = launch::Plan { ctx, service, overrides, networks: Networks::OneOff(project) };
     // A `--rm` container is removed when it exits, its upper layer with it: no sync needed. One
     // kept after it exits keeps a durable layer.
     let mut container = launch::launch(spawner, &root, &request, options, |spec| spec.rootfs.volatile = args.rm)

@@ -9,6 +9,8 @@
 //!
 //! The pipes are drained whatever happens to the file (a full disk drops output, never stops
 //! the reader), so a container never gets EPIPE or blocks on a full pipe because of its logs.
+//! A record the disk cut part way is cut off again (no half record), the records dropped are
+//! counted, and once there is room the log says how many were lost and why.
 //! One file per container name, appended to across restarts, so `logs -f` follows a service
 //! through them.
 //! At its size cap (the service's `logging.options.max-size`, else [`MAX_SIZE`]) the file is
@@ -90,13 +92,27 @@ impl LogPolicy {
 pub struct LogFile {
     path: PathBuf,
     policy: LogPolicy,
-    file: Option<Mutex<std::fs::File>>,
+    file: Option<Mutex<Writer>>,
+}
+
+/// The open file, and what a full disk made it drop.
+#[derive(Debug)]
+struct Writer {
+    file: std::fs::File,
+    /// Records not written since the last one that was (the disk was full).
+    dropped: u64,
+    /// Why the first of them was not.
+    error: Option<std::io::Error>,
 }
 
 impl LogFile {
     /// Opens (appending) the log at `path`, kept as `policy` says.
     pub fn open(path: &Path, policy: LogPolicy) -> std::io::Result<Arc<LogFile>> {
-        let file = if policy.discard { None } else { Some(Mutex::new(crate::secure_fs::append_private(path)?)) };
+        let file = if policy.discard {
+            None
+        } else {
+            Some(Mutex::new(Writer { file: crate::secure_fs::append_private(path)?, dropped: 0, error: None }))
+        };
         Ok(Arc::new(LogFile { path: path.to_path_buf(), policy, file }))
     }
 
@@ -107,16 +123,68 @@ impl LogFile {
 
     /// Writes one record: `bytes` (without their newline), a piece of a line when `partial`.
     fn write(&self, stream: &str, bytes: &[u8], partial: bool) {
-        let Some(Ok(mut file)) = self.file.as_ref().map(Mutex::lock) else { return };
-        // One `write` per record: a reader never sees half of one unless the disk is full.
-        let record = format_record(super::status::now_nanos(), stream, partial, bytes);
-        let _ = file.write_all(record.as_bytes());
-        if file.metadata().is_ok_and(|m| m.len() >= self.policy.max_size)
+        let Some(Ok(mut writer)) = self.file.as_ref().map(Mutex::lock) else { return };
+        let now = super::status::now_nanos();
+        if writer.dropped > 0 {
+            // Room again: the gap is said where it is, in the log itself.
+            let note = format!(
+                "berth: {} record(s) of output were lost here: {}",
+                writer.dropped,
+                writer.error.as_ref().map(ToString::to_string).unwrap_or_default()
+            );
+            if append_whole(&mut writer.file, format_record(now, "stderr", false, note.as_bytes()).as_bytes()).is_err()
+            {
+                writer.dropped += 1;
+                return;
+            }
+            writer.dropped = 0;
+            writer.error = None;
+        }
+        let record = format_record(now, stream, partial, bytes);
+        if let Err(e) = append_whole(&mut writer.file, record.as_bytes()) {
+            // The pipe is still drained (the container never blocks or gets EPIPE); the record
+            // is counted, and said once on the supervisor's own output — with `writeln!`, as
+            // `eprintln!` panics when that output is on the full disk too, which ended this
+            // reader and gave the container EPIPE.
+            if writer.dropped == 0 {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "berth: {}: {e}: output is dropped until there is room",
+                    self.path.display()
+                );
+                writer.error = Some(e);
+            }
+            writer.dropped += 1;
+            return;
+        }
+        if writer.file.metadata().is_ok_and(|m| m.len() >= self.policy.max_size)
             && let Some(fresh) = rotate(&self.path, self.policy.max_files)
         {
-            *file = fresh;
+            writer.file = fresh;
         }
     }
+}
+
+/// Appends `record` whole or not at all: one `write` normally; when the disk fills part way,
+/// the part written is cut off again, so a reader never sees half a record.
+fn append_whole(file: &mut std::fs::File, record: &[u8]) -> std::io::Result<()> {
+    let mut written = 0;
+    while written < record.len() {
+        match file.write(&record[written..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                if written > 0
+                    && let Ok(meta) = file.metadata()
+                {
+                    let _ = file.set_len(meta.len().saturating_sub(written as u64));
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Shifts `path` to `path.1` (and older ones up, `max_files` files in all) and opens a fresh

@@ -311,6 +311,7 @@ fn build_image(shared: &Shared, request: &UpRequest, service: &str) -> Result<Op
         spawner: &shared.spawner,
         images: &images,
         progress: &quiet,
+        cancel: None,
     };
     let built = builder.build(&build_request).map_err(|e| e.to_string())?;
     Ok(Some(format!(

@@ -369,3 +369,103 @@ pub fn is_alive(pid: i32) -> bool {
         .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
         .is_some_and(|zombie| !zombie)
 }
+
+/// A small tmpfs at a berth-named directory under /tmp (the state root of ENOSPC tests);
+/// unmounted on drop (lazily if something still holds it).
+pub struct SmallTmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallTmpfs {
+    pub fn mount(size: &str) -> SmallTmpfs {
+        assert!(nix::unistd::geteuid().is_root(), "mounting a tmpfs needs root: run the ENOSPC tests as root");
+        let dir = tempfile::Builder::new().prefix("berth-enospc-").tempdir_in("/tmp").unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "berth-enospc"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount tmpfs: {}", String::from_utf8_lossy(&out.stderr));
+        SmallTmpfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Gives the filesystem a new size (room again after a full disk).
+    pub fn resize(&self, size: &str) {
+        let out =
+            Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(self.dir.path()).output().unwrap();
+        assert!(out.status.success(), "remount tmpfs: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Free bytes.
+    pub fn free(&self) -> u64 {
+        let stat = nix::sys::statvfs::statvfs(self.dir.path()).unwrap();
+        stat.blocks_available() * stat.fragment_size()
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount").arg(self.dir.path()).status().is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        }
+    }
+}
+
+/// What is wrong with the image store under `root`, as a list (empty: consistent): staging
+/// left behind (something half-made), a blob whose content is not its digest, a named image
+/// without its record, an image without one of its layers.
+pub fn store_problems(root: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let images = root.join("images");
+    // Read before `Store::open`, which clears the staging of dead processes.
+    if let Ok(entries) = std::fs::read_dir(images.join("tmp")) {
+        problems.extend(entries.flatten().map(|e| format!("staging left: {}", e.path().display())));
+    }
+    if let Ok(entries) = std::fs::read_dir(images.join("blobs/sha256")) {
+        for entry in entries.flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if berth::image::Digest::of(&bytes).hex() != name {
+                problems.push(format!("blob {name} does not hash to its name ({} bytes)", bytes.len()));
+            }
+        }
+    }
+    let store = match berth::image::Store::open(root) {
+        Ok(store) => store,
+        Err(e) => return vec![format!("the store does not open: {e}")],
+    };
+    match store.names() {
+        Ok(names) => {
+            for name in names.keys() {
+                if !matches!(store.resolve(name), Ok(Some(_))) {
+                    problems.push(format!("name {name} has no image record"));
+                }
+            }
+        }
+        Err(e) => problems.push(format!("names: {e}")),
+    }
+    match store.list() {
+        Ok(list) => {
+            for (record, _) in list {
+                for layer in &record.layers {
+                    if !store.has_layer(&layer.diff_id) {
+                        problems.push(format!("image {} lacks layer {}", record.id, layer.diff_id));
+                    }
+                }
+            }
+        }
+        Err(e) => problems.push(format!("records: {e}")),
+    }
+    problems
+}
+
+/// The fixture images directory (tests/fixtures/make-images.sh's output), built if needed.
+pub fn test_images() -> PathBuf {
+    busybox_root("berth-network-root");
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-test-images")
+}

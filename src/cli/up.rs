@@ -125,6 +125,13 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
     options.services = args.services.clone();
     let loaded = load_project(&options)?;
     let project = &loaded.project;
+    // What `config` accepts but nothing can run (an nfs volume, say) stops `up` before it
+    // builds, pulls or makes anything.
+    let unrunnable = crate::spec::volume_opts::check(project, &loaded.document);
+    if !unrunnable.is_empty() {
+        let error = anyhow!(crate::spec::LoadError { errors: unrunnable });
+        return Err(Failure { code: EXIT_INVALID, error });
+    }
     let request = up_request(options, project, args)?;
     let root = global.state_root();
     let store = Store::open(&root).map_err(failure)?;
@@ -392,6 +399,9 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
         .unwrap_or_default();
     if let Some(record) = SupervisorRecord::load(&root, project).filter(SupervisorRecord::is_running) {
         match control::request(&dir, &Request::Down { timeout: args.timeout, volumes: args.volumes }) {
+            // A `pre_stop` hook failed: that container still runs, and `down` ends here, as
+            // compose's does.
+            Some(Reply::Error(e)) => return Err(failure(anyhow!(e))),
             Some(_) => recover::wait_for_exit(record.pid),
             None => recover::kill_and_wait(record.pid),
         }

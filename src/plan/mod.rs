@@ -10,6 +10,7 @@ mod etc;
 mod isolation;
 pub mod mounts;
 mod process;
+mod volumes_from;
 
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@ pub mod ports;
 pub mod schema;
 pub mod units;
 pub mod validate;
+pub mod volume_opts;
 pub mod volumes;
 pub mod yaml;
 mod yaml_build;

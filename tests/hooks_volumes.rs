@@ -50,6 +50,11 @@ post_start:
     user: root
     working_dir: /etc
     environment: {{HOOK: hooked}}
+  - command: ["sh", "-c", "grep CapEff /proc/self/status > /tmp/caps"]
+    user: root
+  - command: ["sh", "-c", "grep CapEff /proc/self/status > /tmp/caps-privileged"]
+    user: root
+    privileged: true
 pre_stop:
   - command: ["sh", "-c", "echo stop >> /shared/log"]
     user: root
@@ -74,7 +79,16 @@ entrypoint: ["sh", "-c", "cp /shared/log /shared/seen-by-dependent; exec \"$$@\"
     // service's.
     let (_, started) = project.sh("app", "cat /tmp/started");
     assert_eq!(started.trim(), "hooked base 0 /etc", "post_start's file as the service sees it");
-    // The dependent started after the hook, which slept first.
+    // `privileged` gives the hook every capability the kernel has.
+    let caps = |file: &str| {
+        let (_, text) = project.sh("app", &format!("cat {file}"));
+        let hex = text.split_whitespace().nth(1).unwrap_or_else(|| panic!("{file}: {text}")).to_owned();
+        u64::from_str_radix(&hex, 16).unwrap_or_else(|e| panic!("{file}: {text}: {e}"))
+    };
+    let (plain, privileged) = (caps("/tmp/caps"), caps("/tmp/caps-privileged"));
+    assert!(plain & privileged == plain && privileged != plain, "plain {plain:x}, privileged {privileged:x}");
+    assert_ne!(privileged & (1 << 21), 0, "CAP_SYS_ADMIN when privileged: {privileged:x}");
+    // The dependent started after the hooks, the first of which slept.
     assert_eq!(read(&project.dir().join("shared/seen-by-dependent")), "start\n");
     assert_eq!(read(&log), "start\n");
 

@@ -255,3 +255,55 @@ volumes: ["bound:/bound", "scratch:/scratch"]
     // `config` shows it as written, as compose does.
     ok(&project, &["config"]);
 }
+
+#[test]
+fn an_attached_up_shows_hook_output_and_ctrl_c_runs_pre_stop() {
+    let app = service(
+        "app",
+        &format!(
+            r#"{IDLE}
+volumes: ["./shared:/shared"]
+post_start:
+  - command: ["sh", "-c", "echo hook says hello; echo and to stderr >&2"]
+pre_stop:
+  - command: ["sh", "-c", "echo stop >> /shared/log"]
+"#
+        ),
+    );
+    let project = Project::new("berth-hookattach", &app);
+    std::fs::create_dir(project.dir().join("shared")).unwrap();
+    let mut up = project.command(&["up", "--no-color"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let stdout = up.stdout.take().unwrap();
+    // A guard, not a timing assertion: should the lines never come, `up` is interrupted after a
+    // minute so the reader below meets EOF and the test fails with what was printed.
+    let (done, guard) = std::sync::mpsc::channel::<()>();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(up.id()).unwrap());
+    let watchdog = std::thread::spawn(move || {
+        if guard.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGINT);
+        }
+    });
+    // Lines as they come, until both hook lines were shown (the reader ends at EOF if `up`
+    // ends first, and the assertion below then shows what was printed).
+    let mut seen = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let Ok(line) = line else { break };
+        seen.push(line);
+        let shown = |text: &str| seen.iter().any(|l| l.starts_with("app-1 ->") && l.ends_with(text));
+        if shown("| hook says hello") && shown("| and to stderr") {
+            break;
+        }
+    }
+    let _ = done.send(());
+    watchdog.join().unwrap();
+    assert!(seen.iter().any(|l| l.starts_with("app-1 ->") && l.ends_with("| hook says hello")), "{seen:?}");
+    assert!(seen.iter().any(|l| l.starts_with("app-1 ->") && l.ends_with("| and to stderr")), "{seen:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(up.id()).unwrap()), nix::sys::signal::SIGINT)
+        .unwrap();
+    let status = up.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "compose's status after Ctrl-C");
+    assert_eq!(read(&project.dir().join("shared/log")), "stop\n", "Ctrl-C runs pre_stop");
+    let logs = ok(&project, &["logs"]);
+    assert!(!logs.contains("hook says hello"), "`logs` leaves hook output out, as compose's does: {logs}");
+    ok(&project, &["down", "-t", "1"]);
+}

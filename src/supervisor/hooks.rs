@@ -5,7 +5,8 @@
 //! runs before the stop signal (on `stop`, `restart`, `down` and the Ctrl-C of an attached
 //! `up`, not on `kill` nor on a container that already exited). The first hook that exits
 //! non-zero ends the run: the container keeps running, and the order fails with
-//! compose's message. Their output is discarded, as in compose's detached mode.
+//! compose's message. Their output goes to the container's hooks log, which an attached `up`
+//! shows as compose's does (`web-1 -> | …`); `logs` leaves it out, as compose's does.
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -92,10 +93,19 @@ fn run_blocking(shared: &Shared, target: &Target, phase: Phase, hooks: &[Json]) 
         })?;
         let null = std::fs::File::open("/dev/null")
             .map_err(|e| SupervisorError::Io { path: "/dev/null".into(), source: e })?;
-        let fd = null.as_raw_fd();
-        let started = exec::start(&shared.spawner, target, process, Some([fd, fd, fd])).map_err(|e| {
+        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| SupervisorError::Io { path: "pipe".into(), source: e.into() })?;
+        let (input, output) = (null.as_raw_fd(), write_end.as_raw_fd());
+        let started = exec::start(&shared.spawner, target, process, Some([input, output, output])).map_err(|e| {
             SupervisorError::Other(format!("service {service:?}: {} hook could not start: {e}", phase.key()))
         })?;
+        // Only the hook holds the write end now: the copy ends when it (and what it left
+        // running) does.
+        drop(write_end);
+        let path = super::logs::hooks_log(&shared.project_dir, &target.spec.name);
+        if let Ok(log) = super::logs::LogFile::open(&path, super::logs::LogPolicy::default()) {
+            super::logs::capture(read_end, "stdout", log);
+        }
         let status = started.wait()?;
         if status.code != 0 {
             return Err(SupervisorError::Other(format!(

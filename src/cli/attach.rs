@@ -51,6 +51,7 @@ pub(super) fn attach(
         view.add_file("watch", supervisor::watching::watch_log(&dir));
     }
     println!("Attaching to {}", view.names().join(", "));
+    view.add_hooks(&root, project, &services);
     view.catch_up(None, None, None)?;
     // The supervisor this `up` started or joined: only it is killed or cleaned after.
     let ours = SupervisorRecord::load(&root, &project.name).map(|r| (r.pid, r.start_time));

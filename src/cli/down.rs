@@ -8,7 +8,7 @@ use super::up::{Progress, progress_mode};
 use super::{Failure, GlobalOptions};
 use crate::image::Store;
 use crate::spec::Project;
-use crate::supervisor::control::Request;
+use crate::supervisor::control::{Reply, Request};
 use crate::supervisor::{self, SupervisorRecord, control, recover};
 
 /// `berth down`.
@@ -43,6 +43,9 @@ pub(super) fn down(global: &GlobalOptions, args: &DownArgs) -> Result<(), Failur
         .unwrap_or_default();
     if let Some(record) = SupervisorRecord::load(&root, project).filter(SupervisorRecord::is_running) {
         match control::request(&dir, &Request::Down { timeout: args.timeout, volumes: args.volumes }) {
+            // A `pre_stop` hook failed: that container still runs, and `down` ends here, as
+            // compose's does.
+            Some(Reply::Error(e)) => return Err(failure(anyhow!(e))),
             Some(_) => recover::wait_for_exit(record.pid),
             None => recover::kill_and_wait(record.pid),
         }

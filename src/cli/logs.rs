@@ -85,6 +85,23 @@ impl LogView {
         LogView { files, offsets: BTreeMap::new(), width, style, midline: BTreeSet::new() }
     }
 
+    /// Shows the output of the lifecycle hooks of `services` (all when empty) too, each
+    /// container's as `<name> ->`, as compose's attached `up` does.
+    pub(super) fn add_hooks(&mut self, root: &Path, project: &crate::spec::Project, services: &[String]) {
+        let dir = supervisor::project_dir(root, &project.name);
+        for (name, service) in &project.services {
+            let hooked = ["post_start", "pre_stop"].iter().any(|k| service.other.contains_key(*k));
+            if !hooked || (!services.is_empty() && !services.contains(name)) {
+                continue;
+            }
+            for index in 1..=service.replicas().max(1) {
+                let container = crate::plan::container_name(project, service, u32::try_from(index).unwrap_or(1));
+                let shown = format!("{} ->", short_name(&project.name, &container));
+                self.add_file(&shown, logs::hooks_log(&dir, &container));
+            }
+        }
+    }
+
     /// Shows `path` (a log in the same format) under `name` too.
     pub(super) fn add_file(&mut self, name: &str, path: PathBuf) {
         self.files.insert(name.to_owned(), path);

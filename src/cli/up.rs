@@ -90,6 +90,13 @@ pub(super) fn up(global: &GlobalOptions, args: &UpArgs) -> Result<u8, Failure> {
     options.services = args.services.clone();
     let loaded = load_project(&options)?;
     let project = &loaded.project;
+    // What `config` accepts but nothing can run (an nfs volume, say) stops `up` before it
+    // builds, pulls or makes anything.
+    let unrunnable = crate::spec::volume_opts::check(project, &loaded.document);
+    if !unrunnable.is_empty() {
+        let error = anyhow!(crate::spec::LoadError { errors: unrunnable });
+        return Err(Failure { code: EXIT_INVALID, error });
+    }
     warn_undelegated_limits(project);
     let request = up_request(options, project, args)?;
     // Before any build, pull or container: what only running the project can trip on.

@@ -11,6 +11,7 @@ pub mod files;
 mod isolation;
 pub mod mounts;
 mod process;
+mod volumes_from;
 
 #[cfg(test)]
 mod tests;

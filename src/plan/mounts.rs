@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::runtime::spec::{Mount, MountKind};
 use crate::spec::Service;
+use crate::spec::volume_opts::{Backing, backing};
 use crate::spec::volumes::{self, MountType, parse_tmpfs_entry};
 
 use super::{PlanContext, PlanError, invalid, random_hex};
@@ -36,6 +37,8 @@ pub(super) fn mounts(ctx: &PlanContext<'_>, service: &Service) -> Result<Vec<Mou
         }
         seen.push(&m.target);
     }
+    let shared = super::volumes_from::mounts(ctx.state_root, &ctx.project.name, service, &out)?;
+    out.extend(shared);
     let image_volumes = ctx.image.config.config.volumes.iter().flat_map(|v| v.keys());
     for target in image_volumes {
         let target = volumes::clean_absolute(target);
@@ -90,11 +93,26 @@ fn volume_mount(ctx: &PlanContext<'_>, service: &Service, m: &volumes::Mount) ->
             let opts = m.volume.as_ref();
             let nocopy = opts.is_some_and(|o| o.nocopy);
             let Some(key) = source else { return anonymous(ctx, m.target.clone(), m.read_only, !nocopy) };
-            let name = match ctx.project.volumes.get(key) {
+            let declared = ctx.project.volumes.get(key);
+            let name = match declared {
                 Some(v) if !v.name.is_empty() => v.name.clone(),
                 _ => format!("{}_{key}", ctx.project.name),
             };
-            let mut dir = volume_dir(ctx.state_root, &name);
+            let backing = declared
+                .map(|v| backing(v, &ctx.project.working_dir))
+                .transpose()
+                .map_err(|e| invalid(service, "volumes", format!("volume {key:?}: {}: {}", e.key, e.message)))?;
+            let mut dir = match backing {
+                Some(Backing::Tmpfs { size, mode }) => {
+                    return Ok(Mount {
+                        kind: MountKind::Tmpfs { size, mode },
+                        target: m.target.clone(),
+                        read_only: m.read_only,
+                    });
+                }
+                Some(Backing::Bind(device)) => device,
+                Some(Backing::Directory) | None => volume_dir(ctx.state_root, &name),
+            };
             let mut copy_up = !nocopy;
             if let Some(sub) = opts.and_then(|o| o.subpath.as_deref()).filter(|s| !s.is_empty()) {
                 let relative = Path::new(sub);

@@ -16,6 +16,7 @@ pub mod preflight;
 pub mod schema;
 pub mod units;
 pub mod validate;
+pub mod volume_opts;
 pub mod volumes;
 pub mod yaml;
 mod yaml_build;

@@ -147,14 +147,23 @@ async fn answer(stream: tokio::net::UnixStream, shared: Arc<Shared>, down: tokio
     };
     let reply = match request {
         Request::Down { timeout, volumes } => {
-            send(&mut write, &Reply::Stopping).await;
             let timeout = timeout.map(Duration::from_secs);
+            // The containers stop here, each after its `pre_stop` hooks: one that fails ends
+            // `down` with its message, that container still running, as in compose.
+            if let Err(e) = stop_with_hooks(&shared, timeout).await {
+                return send(&mut write, &Reply::Error(e.to_string())).await;
+            }
+            send(&mut write, &Reply::Stopping).await;
             let _ = down.send(Exit { timeout, remove: true, volumes }).await;
             return;
         }
         Request::Halt { timeout } => {
-            send(&mut write, &Reply::Stopping).await;
             let timeout = timeout.map(Duration::from_secs);
+            // Ctrl-C ends the project whatever a `pre_stop` hook says.
+            if let Err(e) = stop_with_hooks(&shared, timeout).await {
+                eprintln!("berth: {e}");
+            }
+            send(&mut write, &Reply::Stopping).await;
             let _ = down.send(Exit { timeout, remove: false, volumes: false }).await;
             return;
         }
@@ -202,6 +211,12 @@ async fn answer(stream: tokio::net::UnixStream, shared: Arc<Shared>, down: tokio
         },
     };
     send(&mut write, &reply).await;
+}
+
+async fn stop_with_hooks(shared: &Arc<Shared>, timeout: Option<Duration>) -> Result<(), SupervisorError> {
+    let _turn = shared.orders.lock().await;
+    super::watching::stop(shared);
+    super::orders::stop_services(shared, &[], timeout, super::orders::Hooks::Run).await
 }
 
 async fn stop_or_restart(shared: &Arc<Shared>, services: &[String], timeout: Option<u64>, restart: bool) -> Reply {

@@ -92,7 +92,14 @@ pub struct UpReport {
 
 /// Loads the project as `request` says, with its `--scale`s applied.
 pub fn load(request: &UpRequest) -> Result<Project, SupervisorError> {
-    let mut project = crate::spec::load(&request.options).map_err(|e| SupervisorError::Other(e.to_string()))?.project;
+    let loaded = crate::spec::load(&request.options).map_err(|e| SupervisorError::Other(e.to_string()))?;
+    // What `config` accepts but nothing can run (an nfs volume, say) stops `up` here, located,
+    // before anything is made.
+    let unrunnable = crate::spec::volume_opts::check(&loaded.project, &loaded.document);
+    if !unrunnable.is_empty() {
+        return Err(SupervisorError::Other(crate::spec::error::LoadError { errors: unrunnable }.to_string()));
+    }
+    let mut project = loaded.project;
     for (service, replicas) in &request.scale {
         let Some(config) = project.services.get_mut(service) else {
             return Err(SupervisorError::Other(format!("--scale: no such service: {service:?}")));
@@ -204,7 +211,7 @@ pub async fn up(shared: &Arc<Shared>, request: UpRequest) -> Result<UpReport, Su
     }
     let timeout = request.timeout.map(std::time::Duration::from_secs);
     if !stopping.is_empty() {
-        orders::stop_services(shared, &stopping, timeout).await;
+        let _ = orders::stop_services(shared, &stopping, timeout, orders::Hooks::Skip).await;
     }
     for orphan in orphans.iter().filter(|_| request.remove_orphans) {
         for container in shared.status.containers().into_iter().filter(|c| &c.service == orphan) {

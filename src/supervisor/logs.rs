@@ -87,6 +87,12 @@ impl LogPolicy {
     }
 }
 
+/// Where the output of a container's lifecycle hooks goes, `<project dir>/logs/<name>.hooks.log`:
+/// an attached `up` shows it (prefixed `<name> ->`, as compose does); `logs` does not.
+pub fn hooks_log(project_dir: &Path, container: &str) -> PathBuf {
+    project_dir.join("logs").join(format!("{container}.hooks.log"))
+}
+
 /// A container's log file, shared by its two streams.
 #[derive(Debug)]
 pub struct LogFile {

@@ -8,6 +8,7 @@ mod converge;
 pub mod desired;
 pub mod events;
 mod health;
+mod hooks;
 mod launch;
 pub mod logs;
 pub mod names;
@@ -424,10 +425,17 @@ async fn start_replicas(shared: &Arc<Shared>, service: &str, mode: &StartMode) -
             }
             Err(e) => return Err(SupervisorError::Other(e.to_string())),
         };
+        let target = hooks::target(running.container.spec.clone(), running.container.pid);
         let task = tokio::spawn(supervise(Arc::clone(shared), service.clone(), running, stop));
         if let Ok(mut watchers) = shared.watchers.lock() {
             watchers.retain(|w| !(w.service == service && w.index == index && w.task.is_finished()));
             watchers.push(Watcher { service: service.clone(), index, task });
+        }
+        // The service counts as started once its hooks passed: dependents wait for them.
+        let post_start = hooks::of(shared, &service, hooks::Phase::PostStart);
+        if let Err(e) = hooks::run(shared, target, hooks::Phase::PostStart, post_start).await {
+            shared.status.service(&service, |s| s.failed = Some(e.to_string()));
+            return Err(e);
         }
     }
     shared.status.service(&service, |s| s.started = true);

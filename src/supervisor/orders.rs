@@ -3,11 +3,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::hooks::{self, Phase};
 use super::{Shared, SupervisorError, control, start_replicas};
 
-/// Stops every container in reverse dependency order.
-pub(super) async fn stop_all(shared: &Shared, timeout: Option<Duration>) {
-    stop_services(shared, &[], timeout).await;
+/// Stops every container in reverse dependency order, without their `pre_stop` hooks (a
+/// failed `up`'s clean-up, or the end of `down`, whose hooks [`stop_services`] ran first).
+pub(super) async fn stop_all(shared: &Arc<Shared>, timeout: Option<Duration>) {
+    let _ = stop_services(shared, &[], timeout, Hooks::Skip).await;
+}
+
+/// Whether [`stop_services`] runs the `pre_stop` hooks of the containers it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hooks {
+    /// Run them; the first that fails ends the stop, its container still running (compose).
+    Run,
+    /// Stop without them: a replacement (compose runs none there either) or a clean-up.
+    Skip,
 }
 
 /// `berth stop` / `restart`: stops `services` (all when empty), then starts them again when
@@ -21,7 +32,7 @@ pub(crate) async fn stop_or_restart(
 ) -> Result<(), SupervisorError> {
     let services =
         if restart && !services.is_empty() { with_restarting_dependents(shared, services)? } else { services.to_vec() };
-    stop_services(shared, &services, timeout).await;
+    stop_services(shared, &services, timeout, Hooks::Run).await?;
     if restart {
         start_stopped(shared, &services).await.inspect(|()| shared.status.restarted(&services))
     } else {
@@ -118,8 +129,14 @@ pub(super) fn grace(shared: &Shared, service: &str, timeout: Option<Duration>) -
 
 /// Stops the containers of `services` (all when empty) in reverse dependency order, wave by
 /// wave: each gets its stop signal, then its [`grace`] before SIGKILL. Containers of services
-/// the project no longer has (orphans) stop last.
-pub(super) async fn stop_services(shared: &Shared, services: &[String], timeout: Option<Duration>) {
+/// the project no longer has (orphans) stop last. With [`Hooks::Run`], each running container's
+/// `pre_stop` hooks run before its stop signal; the first that fails ends the stop there.
+pub(super) async fn stop_services(
+    shared: &Arc<Shared>,
+    services: &[String],
+    timeout: Option<Duration>,
+    hooks: Hooks,
+) -> Result<(), SupervisorError> {
     let waves = crate::spec::validate::dependency_graph(&shared.desired().project)
         .map(|graph| graph.stop_waves())
         .unwrap_or_default();
@@ -131,6 +148,9 @@ pub(super) async fn stop_services(shared: &Shared, services: &[String], timeout:
         .unwrap_or_default();
     for mut wave in waves.into_iter().chain(std::iter::once(orphans)) {
         wave.retain(|s| services.is_empty() || services.contains(s));
+        if hooks == Hooks::Run {
+            pre_stop(shared, &wave).await?;
+        }
         for service in &wave {
             shared.order_stop(service, None, grace(shared, service, timeout));
         }
@@ -138,4 +158,26 @@ pub(super) async fn stop_services(shared: &Shared, services: &[String], timeout:
             let _ = watcher.task.await;
         }
     }
+    Ok(())
+}
+
+/// The `pre_stop` hooks of the running containers of `services`.
+async fn pre_stop(shared: &Arc<Shared>, services: &[String]) -> Result<(), SupervisorError> {
+    for service in services {
+        let hooks = hooks::of(shared, service, Phase::PreStop);
+        if hooks.is_empty() {
+            continue;
+        }
+        let targets = {
+            let shared = Arc::clone(shared);
+            let service = service.clone();
+            tokio::task::spawn_blocking(move || super::watching::containers_of(&shared, &service))
+                .await
+                .unwrap_or_default()
+        };
+        for target in targets {
+            hooks::run(shared, target, Phase::PreStop, hooks.clone()).await?;
+        }
+    }
+    Ok(())
 }

@@ -13,7 +13,7 @@ use super::converge::UpRequest;
 use super::logs::{LogFile, LogPolicy};
 use super::{Shared, SupervisorError, orders};
 use crate::runtime::exec::Target;
-use crate::runtime::spec::{ContainerSpec, Process};
+use crate::runtime::spec::ContainerSpec;
 use crate::watch::events::{Batch, RuleWatcher};
 use crate::watch::rules::{Action, CompiledRule};
 use crate::watch::sync::SyncTarget;
@@ -143,7 +143,7 @@ pub fn watch_log(project_dir: &Path) -> PathBuf {
 }
 
 /// The running containers of `service`: their specs and records.
-fn containers_of(shared: &Shared, service: &str) -> Vec<Target> {
+pub(super) fn containers_of(shared: &Shared, service: &str) -> Vec<Target> {
     let Ok(found) = crate::runtime::state::list(&shared.root) else { return Vec::new() };
     found
         .into_iter()
@@ -336,7 +336,7 @@ async fn run_hook(shared: &Arc<Shared>, rule: &CompiledRule) {
         let name = target.record.name.clone();
         let code = tokio::task::spawn_blocking(move || {
             let shared = spawner_of;
-            let process = hook_process(&target.spec.process, &hook)?;
+            let process = super::hooks::process(&target.spec.process, &hook)?;
             let null = std::fs::File::open("/dev/null").ok()?;
             use std::os::fd::AsRawFd;
             let fd = null.as_raw_fd();
@@ -349,36 +349,6 @@ async fn run_hook(shared: &Arc<Shared>, rule: &CompiledRule) {
         let text = code.map_or_else(|| "could not run".to_owned(), |c| format!("exited with code {c}"));
         say(shared, &format!("The exec hook of {name} {text}"));
     }
-}
-
-/// The hook's process: its `command` (a list, or a string for `sh -c`), `user`,
-/// `working_dir` and `environment` over the container's own.
-fn hook_process(base: &Process, hook: &serde_json::Value) -> Option<Process> {
-    let args = match hook.get("command")? {
-        serde_json::Value::Array(items) => {
-            items.iter().map(|i| i.as_str().map(str::to_owned)).collect::<Option<_>>()?
-        }
-        serde_json::Value::String(text) => vec!["/bin/sh".to_owned(), "-c".to_owned(), text.clone()],
-        _ => return None,
-    };
-    let mut process = base.clone();
-    process.args = args;
-    process.tty = false;
-    process.stdin_open = false;
-    if let Some(user) = hook.get("user").and_then(serde_json::Value::as_str) {
-        process.user = user.to_owned();
-    }
-    if let Some(dir) = hook.get("working_dir").and_then(serde_json::Value::as_str) {
-        process.cwd = dir.to_owned();
-    }
-    if let Some(env) = hook.get("environment").and_then(serde_json::Value::as_object) {
-        for (key, value) in env {
-            let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
-            process.env.retain(|e| e.split_once('=').is_none_or(|(k, _)| k != key));
-            process.env.push(format!("{key}={value}"));
-        }
-    }
-    Some(process)
 }
 
 /// Watches the stack's files and env files: an edit is loaded and converged.

@@ -133,35 +133,20 @@ fn a_host_device_node_made_in_a_default_container_cannot_be_opened() {
     let project = Project::new("battackdev", &service("box", IDLE));
     project.up();
     let id = container_dir("battackdev-box-1").file_name().unwrap().to_string_lossy().into_owned();
-    // The policy's enforcer: the v1 devices controller where the host mounts it (a hybrid
-    // host, as here), else the BPF program on the container's cgroup in the unified tree.
-    let mounts = berth::runtime::cgroups::host_cgroup_mounts().unwrap();
-    let v1_devices = mounts.iter().find(|m| m.fstype == "cgroup" && m.point.ends_with("devices"));
-    let enforcer = match v1_devices {
-        Some(m) => {
-            let dir = m.point.join(format!("berth-{id}"));
-            let list = std::fs::read_to_string(dir.join("devices.list")).unwrap();
-            assert!(!list.contains("a *:* rwm") && list.contains("c 1:3 rwm"), "the v1 policy: {list}");
-            eprintln!("the v1 devices controller enforces: {}", dir.display());
-            dir
-        }
-        None => {
-            let unified = mounts
-                .iter()
-                .find(|m| m.fstype == "cgroup2")
-                .map(|m| {
-                    if m.point == Path::new("/sys/fs/cgroup") {
-                        m.point.join("berth").join(&id)
-                    } else {
-                        m.point.join(format!("berth-{id}"))
-                    }
-                })
-                .expect("a cgroup2 mount");
-            assert_eq!(berth::runtime::cgroups::devices::attached(&unified).unwrap(), 1, "{}", unified.display());
-            eprintln!("the BPF device program enforces: {}", unified.display());
-            unified
-        }
-    };
+    // On this hybrid host: the program on the container's cgroup in the unified tree.
+    let unified = berth::runtime::cgroups::host_cgroup_mounts()
+        .unwrap()
+        .iter()
+        .find(|m| m.fstype == "cgroup2")
+        .map(|m| {
+            if m.point == Path::new("/sys/fs/cgroup") {
+                m.point.join("berth").join(&id)
+            } else {
+                m.point.join(format!("berth-{id}"))
+            }
+        })
+        .expect("a cgroup2 mount");
+    assert_eq!(berth::runtime::cgroups::devices::attached(&unified).unwrap(), 1, "{}", unified.display());
     let (made, text) = project.sh("box", "mknod /tmp/ttyS0 c 4 64 && echo made");
     assert!(made && text.contains("made"), "mknod is allowed, as in docker: {text}");
     for (what, script) in [("write", "echo x > /tmp/ttyS0"), ("read", "head -c1 < /tmp/ttyS0")] {
@@ -171,7 +156,7 @@ fn a_host_device_node_made_in_a_default_container_cannot_be_opened() {
     let (ok, text) = project.sh("box", "echo x > /dev/null && head -c1 /dev/zero | wc -c");
     assert!(ok && text.trim() == "1", "the standard devices work: {text}");
     project.down();
-    assert!(!enforcer.exists(), "the container's cgroup (and with it its policy) went with the container");
+    assert!(!unified.exists(), "the unified cgroup (and with it the program) went with the container");
 }
 
 #[test]

@@ -74,12 +74,9 @@ pub(super) struct V1Cgroup {
     /// Each mounted controller libcgroups knows and its `<mount>/berth-<id>` (co-mounted
     /// controllers share a directory), by controller name.
     dirs: Vec<(&'static str, PathBuf)>,
-    /// `<unified mount>/berth-<id>` on a hybrid host whose v1 hierarchies lack the `devices`
-    /// controller: a cgroup in the controller-less v2 tree that only carries the device
-    /// program, so the device policy holds there too. With the v1 controller mounted (the
-    /// usual hybrid host) there is none: the controller enforces the same rules, and a second
-    /// cgroup cost every container about 1 ms to make and remove (the pure v2 VM suite and
-    /// the `devices` kernel tests exercise the program).
+    /// `<unified mount>/berth-<id>` on a hybrid host: a cgroup in the controller-less v2 tree
+    /// that only carries the device program, so the device policy holds twice (the v1
+    /// controller and the BPF program) and the v2 enforcement is exercised on such hosts too.
     unified: Option<PathBuf>,
     /// libcgroups' manager, built on first use.
     manager: OnceLock<Manager>,
@@ -95,12 +92,8 @@ impl V1Cgroup {
     /// The cgroup's paths in every mounted controller, whether or not they exist yet.
     fn locate(id: &str) -> Result<Self, CgroupError> {
         let relative = PathBuf::from(v1_name(id));
-        let dirs: Vec<_> =
-            host_controller_mounts()?.iter().map(|(name, mount)| (*name, mount.join(&relative))).collect();
-        let unified = match dirs.iter().any(|(name, _)| *name == "devices") {
-            true => None,
-            false => host_unified_mount()?.map(|mount| mount.join(&relative)),
-        };
+        let dirs = host_controller_mounts()?.iter().map(|(name, mount)| (*name, mount.join(&relative))).collect();
+        let unified = host_unified_mount()?.map(|mount| mount.join(&relative));
         Ok(Self { relative, dirs, unified, manager: OnceLock::new() })
     }
 
@@ -169,8 +162,8 @@ impl V1Cgroup {
         CgroupError::V1 { path: self.relative.clone(), source }
     }
 
-    /// Writes [`DEVICE_RULES`], when the devices controller is mounted, or attaches the same
-    /// rules as a BPF program to the unified tree's cgroup, when there is one instead.
+    /// Writes [`DEVICE_RULES`], when the devices controller is mounted, and attaches the same
+    /// rules as a BPF program to the unified tree's cgroup, when there is one.
     fn limit_devices(&self) -> Result<(), CgroupError> {
         if let Some(dir) = &self.unified {
             super::attach_device_program(dir)?;

@@ -260,12 +260,19 @@ pub async fn attach(
             peer = peer.mtu(mtu);
             veth = veth.mtu(mtu);
         }
-        let veth = veth.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
-        host.link()
-            .add(veth.build())
-            .execute()
-            .await
-            .map_err(request(format!("create veth {} for {}", interface.host_name, interface.bridge)))?;
+        let veth = veth.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build();
+        let what = format!("create veth {} for {}", interface.host_name, interface.bridge);
+        match host.link().add(veth.clone()).execute().await.map_err(request(what.clone())) {
+            // The host end's name is the container's own: a container started again at once
+            // (`restart -t 0`) can find its previous run's veth still there, while the kernel
+            // has yet to tear down the old namespace (which removes the pair). It is stale:
+            // removed, and the pair made again.
+            Err(e) if is_errno(&e, libc::EEXIST) => {
+                delete_link(host, &interface.host_name).await?;
+                host.link().add(veth).execute().await.map_err(request(what))?;
+            }
+            other => other?,
+        }
         // Hairpin: a container reaching its own published port through a host address gets
         // the packet back out of the port it came in by.
         if let Some(port) = link_index(host, &interface.host_name).await? {

@@ -23,6 +23,30 @@ pub struct Target {
     pub record: ContainerRecord,
 }
 
+impl Target {
+    /// The running container `spec` whose init is `pid`, as its supervisor knows it (no record
+    /// read from disk): what health probes and lifecycle hooks exec into.
+    pub fn running(spec: ContainerSpec, pid: i32) -> Target {
+        let record = ContainerRecord {
+            id: spec.id.clone(),
+            name: spec.name.clone(),
+            project: spec.project.clone(),
+            service: spec.service.clone(),
+            oneoff: false,
+            pid,
+            start_time: state::process_start_time(pid).unwrap_or(0),
+            created: state::now(),
+            exited: false,
+            exit_code: 0,
+            started_at: 0,
+            finished_at: 0,
+            health: String::new(),
+            restarts: 0,
+        };
+        Target { spec, record }
+    }
+}
+
 /// A started exec process.
 #[derive(Debug)]
 pub struct ExecProcess {

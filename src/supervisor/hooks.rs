@@ -15,8 +15,7 @@ use serde_json::Value as Json;
 
 use super::{Shared, SupervisorError};
 use crate::runtime::exec::{self, Target};
-use crate::runtime::spec::{ContainerSpec, Process};
-use crate::runtime::state::ContainerRecord;
+use crate::runtime::spec::Process;
 
 /// Which hooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,27 +47,6 @@ pub(super) fn of(shared: &Shared, service: &str, phase: Phase) -> Vec<Json> {
         .and_then(Json::as_array)
         .cloned()
         .unwrap_or_default()
-}
-
-/// The running container `spec` (its init is `pid`) as an exec target.
-pub(super) fn target(spec: ContainerSpec, pid: i32) -> Target {
-    let record = ContainerRecord {
-        id: spec.id.clone(),
-        name: spec.name.clone(),
-        project: spec.project.clone(),
-        service: spec.service.clone(),
-        oneoff: false,
-        pid,
-        start_time: crate::runtime::state::process_start_time(pid).unwrap_or(0),
-        created: crate::runtime::state::now(),
-        exited: false,
-        exit_code: 0,
-        started_at: 0,
-        finished_at: 0,
-        health: String::new(),
-        restarts: 0,
-    };
-    Target { spec, record }
 }
 
 /// Runs `hooks` of `phase` in `target`, one after another, until one fails.

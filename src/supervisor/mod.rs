@@ -425,7 +425,7 @@ async fn start_replicas(shared: &Arc<Shared>, service: &str, mode: &StartMode) -
             }
             Err(e) => return Err(SupervisorError::Other(e.to_string())),
         };
-        let target = hooks::target(running.container.spec.clone(), running.container.pid);
+        let target = crate::runtime::exec::Target::running(running.container.spec.clone(), running.container.pid);
         let task = tokio::spawn(supervise(Arc::clone(shared), service.clone(), running, stop));
         if let Ok(mut watchers) = shared.watchers.lock() {
             watchers.retain(|w| !(w.service == service && w.index == index && w.task.is_finished()));

@@ -15,29 +15,12 @@ use super::status::health_text;
 use crate::runtime::container::send_signal;
 use crate::runtime::exec::{self, Target};
 use crate::runtime::spec::{ContainerSpec, Process};
-use crate::runtime::state::ContainerRecord;
 
 /// Probes the container until the task is aborted (when the container exits), or, with
 /// `end_when_unhealthy`, until the container turns unhealthy.
 pub async fn run(shared: Arc<Shared>, spec: ContainerSpec, pid: i32, plan: HealthPlan, end_when_unhealthy: bool) {
     let started = Instant::now();
-    let record = ContainerRecord {
-        id: spec.id.clone(),
-        name: spec.name.clone(),
-        project: spec.project.clone(),
-        service: spec.service.clone(),
-        oneoff: false,
-        pid,
-        start_time: crate::runtime::state::process_start_time(pid).unwrap_or(0),
-        created: crate::runtime::state::now(),
-        exited: false,
-        exit_code: 0,
-        started_at: 0,
-        finished_at: 0,
-        health: String::new(),
-        restarts: 0,
-    };
-    let target = Arc::new(Target { spec, record });
+    let target = Arc::new(Target::running(spec, pid));
     let mut tracker = Tracker::new(plan);
     loop {
         let (passed, output) = probe(&shared, &target, tracker.plan()).await;

@@ -105,7 +105,7 @@ pub enum ImageCommand {
     History(super::image_store::HistoryArgs),
 }
 
-fn failure(e: ImageError) -> Failure {
+pub(super) fn failure(e: ImageError) -> Failure {
     let code = match e {
         ImageError::InvalidReference(_) | ImageError::NotFound(_) => EXIT_INVALID,
         _ => 1,
@@ -113,7 +113,7 @@ fn failure(e: ImageError) -> Failure {
     Failure { code, error: e.into() }
 }
 
-fn open_store(global: &GlobalOptions) -> Result<Store, Failure> {
+pub(super) fn open_store(global: &GlobalOptions) -> Result<Store, Failure> {
     Store::open(&global.state_root()).map_err(failure)
 }
 

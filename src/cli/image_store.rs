@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use serde_json::json;
 
+use super::image::{failure, open_store};
 use super::{EXIT_INVALID, Failure, GlobalOptions, emit, format};
 use crate::image::{ImageError, ImageRecord, Reference, Store, save};
 
@@ -48,18 +49,6 @@ pub struct HistoryArgs {
     pub quiet: bool,
     /// The image (name or id).
     pub image: String,
-}
-
-fn failure(e: ImageError) -> Failure {
-    let code = match e {
-        ImageError::InvalidReference(_) | ImageError::NotFound(_) => EXIT_INVALID,
-        _ => 1,
-    };
-    Failure { code, error: e.into() }
-}
-
-fn open_store(global: &GlobalOptions) -> Result<Store, Failure> {
-    Store::open(&global.state_root()).map_err(failure)
 }
 
 fn resolve(store: &Store, name: &str) -> Result<ImageRecord, Failure> {

@@ -228,18 +228,7 @@ pub(super) fn publish(
     let held = ports::publish(&service.ports, default_host_ip)
         .map_err(|e| failure(anyhow!("service {:?}: ports: {e}", service.name)))?;
     let backend = firewall::detect().map_err(failure)?;
-    let rules: Vec<firewall::PortRule<'_>> = held
-        .iter()
-        .map(|p| firewall::PortRule {
-            project: &spec.project,
-            container: &spec.name,
-            protocol: p.protocol,
-            host_ip: p.host_ip,
-            host_port: p.host_port,
-            container_ip: endpoint.address.addr(),
-            container_port: p.container_port,
-        })
-        .collect();
+    let rules = firewall::PortRule::for_published(&spec.project, &spec.name, &held, endpoint.address.addr());
     published.backend = Some(backend);
     backend.add_ports(&rules).map_err(failure)?;
     published._held = held;

@@ -362,19 +362,7 @@ fn publish(shared: &Shared, service: &crate::spec::Service, running: &mut Runnin
         .or(shared.default_host_ip);
     running.ports = ports::publish(&service.ports, default_host_ip)
         .map_err(|e| SupervisorError::Other(format!("service {:?}: ports: {e}", service.name)))?;
-    let rules: Vec<firewall::PortRule<'_>> = running
-        .ports
-        .iter()
-        .map(|p| firewall::PortRule {
-            project: &spec.project,
-            container: &spec.name,
-            protocol: p.protocol,
-            host_ip: p.host_ip,
-            host_port: p.host_port,
-            container_ip: endpoint.address.addr(),
-            container_port: p.container_port,
-        })
-        .collect();
+    let rules = firewall::PortRule::for_published(&spec.project, &spec.name, &running.ports, endpoint.address.addr());
     shared.firewall()?.add_ports(&rules).map_err(setup::NetworkError::from)?;
     Ok(())
 }

@@ -129,7 +129,29 @@ pub struct PortRule<'a> {
     pub container_port: u16,
 }
 
-impl PortRule<'_> {
+impl<'a> PortRule<'a> {
+    /// The rules of the ports `published` for `container` of `project`, forwarded to its
+    /// address `container_ip`.
+    pub fn for_published(
+        project: &'a str,
+        container: &'a str,
+        published: &[super::ports::Published],
+        container_ip: Ipv4Addr,
+    ) -> Vec<PortRule<'a>> {
+        published
+            .iter()
+            .map(|p| PortRule {
+                project,
+                container,
+                protocol: p.protocol,
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                container_ip,
+                container_port: p.container_port,
+            })
+            .collect()
+    }
+
     /// The host address to match, `None` for all.
     fn host_address(&self) -> Option<Ipv4Addr> {
         self.host_ip.filter(|ip| !ip.is_unspecified())
